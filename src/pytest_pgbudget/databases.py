@@ -1,0 +1,212 @@
+"""The template database and the per-test databases cloned from it.
+
+The schema is loaded once into a template. In ``database`` isolation every
+test gets a fresh clone, created in a background thread while the previous
+test runs, so a test waits only for a clone that is already there. Clones are
+dropped in the same background thread. In ``transaction`` isolation all tests
+share one clone and each test's ``pg_conn`` is rolled back.
+
+Only databases this run created are ever dropped, on every backend.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg import conninfo, sql
+
+from .errors import SchemaError, ServerError
+from .schema.load import SchemaSource, load
+from .server import PgServer
+
+
+@dataclass
+class PgDatabase:
+    """A database for one test (the ``pg_db`` fixture)."""
+
+    name: str
+    server: PgServer = field(repr=False)
+
+    @property
+    def dsn(self) -> str:
+        """A libpq connection string that psycopg, psycopg2 and asyncpg accept."""
+        return self.server.dsn_for(self.name)
+
+    @property
+    def url(self) -> str:
+        """A SQLAlchemy URL using psycopg 3, e.g. for ``create_engine(pg_db.url)``."""
+        params = conninfo.conninfo_to_dict(self.dsn)
+        host = str(params.pop("host", ""))
+        port = params.pop("port", None)
+        user = quote(str(params.pop("user", "")), safe="")
+        query = {k: str(v) for k, v in params.items() if k != "dbname"}
+        if host.startswith("/"):
+            query["host"] = host
+            netloc = f"{user}@"
+        else:
+            netloc = f"{user}@{host}" + (f":{port}" if port else "")
+        if host.startswith("/") and port:
+            query["port"] = str(port)
+        qs = "&".join(f"{k}={quote(v, safe='/')}" for k, v in sorted(query.items()))
+        return f"postgresql+psycopg://{netloc}/{quote(self.name)}" + (f"?{qs}" if qs else "")
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new psycopg 3 connection to this database."""
+        return psycopg.connect(self.dsn, **kwargs)
+
+
+#: Called on every new test database, on an autocommit connection to the server's
+#: maintenance database, e.g. to switch capture on with ``ALTER DATABASE ... SET``.
+DatabaseHook = Callable[[psycopg.Connection[Any], str], None]
+
+
+class DatabaseSupply:
+    """Builds the template and hands out isolated databases."""
+
+    def __init__(
+        self,
+        server: PgServer,
+        sources: Sequence[SchemaSource],
+        isolation: str,
+        on_create: DatabaseHook | None = None,
+        after_load: Callable[[psycopg.Connection[Any]], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.sources = sources
+        self.isolation = isolation
+        self.on_create = on_create
+        self.after_load = after_load
+        self.prefix = f"pgbudget_{secrets.token_hex(4)}"
+        self.template = f"{self.prefix}_tpl"
+        self._created: set[str] = set()
+        self._counter = 0
+        self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._shared: PgDatabase | None = None
+        self._admin = server.connect()
+        self.leaks: list[str] = []
+
+    # -- template -------------------------------------------------------------
+
+    def build_template(self) -> int:
+        """Create the template, load the schema and ``ANALYZE``; return the statement count."""
+        self._execute("CREATE DATABASE {}", self.template)
+        self._created.add(self.template)
+        try:
+            with self.server.connect(self.template) as conn:
+                count = load(conn, self.sources)
+                if self.after_load is not None:
+                    self.after_load(conn)
+                conn.autocommit = True
+                conn.execute("ANALYZE")
+        except BaseException:
+            # A half-built template never survives: drop it before reporting.
+            self._drop(self.template)
+            raise
+        self._execute("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", self.template)
+        return count
+
+    # -- clones -----------------------------------------------------------------
+
+    def _execute(self, template: str, *names: str) -> None:
+        query = sql.SQL(template).format(*(sql.Identifier(name) for name in names))
+        self._admin.execute(query)
+
+    def _clone(self, conn: psycopg.Connection[Any]) -> str:
+        self._counter += 1
+        name = f"{self.prefix}_{self._counter}"
+        strategy = sql.SQL(" STRATEGY FILE_COPY") if self.server.version_num >= 150000 else sql.SQL("")
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(self.template)
+            )
+            + strategy
+        )
+        self._created.add(name)
+        if self.on_create is not None:
+            self.on_create(conn, name)
+        return name
+
+    def _drop(self, name: str, conn: psycopg.Connection[Any] | None = None) -> None:
+        conn = conn or self._admin
+        force = sql.SQL(" WITH (FORCE)") if self.server.version_num >= 130000 else sql.SQL("")
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
+        self._created.discard(name)
+
+    def _work(self) -> None:
+        """Background thread: create clones ahead of need and drop used ones."""
+        with self.server.connect() as conn:
+            while (task := self._tasks.get()) is not None:
+                action, name = task
+                try:
+                    if action == "create":
+                        self._ready.put(self._clone(conn))
+                    else:
+                        self._drop(name, conn)
+                except BaseException as exc:  # handed to the test that waits for it
+                    if action == "create":
+                        self._ready.put(exc)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="pgbudget-clones", daemon=True)
+            self._worker.start()
+            self._tasks.put(("create", ""))
+
+    def acquire(self) -> PgDatabase:
+        """A database for the next test."""
+        if self.isolation == "transaction":
+            if self._shared is None:
+                self._shared = PgDatabase(self._clone(self._admin), self.server)
+            return self._shared
+        self._ensure_worker()
+        try:
+            got = self._ready.get(timeout=120)
+        except queue.Empty:
+            raise ServerError("no test database could be created within 120 s") from None
+        if isinstance(got, BaseException):
+            raise ServerError(f"creating a test database failed: {got}") from got
+        self._tasks.put(("create", ""))  # the next test's clone, made while this one runs
+        return PgDatabase(got, self.server)
+
+    def release(self, db: PgDatabase) -> list[str]:
+        """Give back a test's database; return descriptions of leaked connections."""
+        leaked = [
+            f"pid {pid} ({app or 'no application_name'}, {state}): {query[:80]}"
+            for pid, app, state, query in self._admin.execute(
+                "SELECT pid, application_name, state, query FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [db.name],
+            ).fetchall()
+        ]
+        if self.isolation == "database":
+            self._tasks.put(("drop", db.name))
+        return leaked
+
+    def close(self) -> None:
+        """Drop every database this run created, then disconnect."""
+        if self._worker is not None:
+            self._tasks.put(None)
+            self._worker.join(timeout=60)
+            self._worker = None
+        while not self._ready.empty():
+            self._ready.get_nowait()
+        try:
+            for name in sorted(self._created):
+                self._drop(name)
+        except psycopg.Error:
+            if self.server.alive():
+                raise
+        finally:
+            self._admin.close()
+
+
+__all__ = ["DatabaseSupply", "PgDatabase", "SchemaError"]

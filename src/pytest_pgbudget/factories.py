@@ -1,0 +1,190 @@
+"""Fixture factories, for suites and libraries that need more than the defaults.
+
+The plugin's own ``pg_server``, ``pg_db`` and ``pg_conn`` fixtures are made by
+these factories. A suite can make more, e.g. a second server with other
+settings and a database with another schema::
+
+    # conftest.py
+    from pytest_pgbudget import factories
+
+    pg_big_server = factories.pg_server(settings={"work_mem": "64MB"})
+    pg_reports_db = factories.pg_db("pg_big_server", schema=["sql/reports.sql"])
+    pg_reports = factories.pg_conn("pg_reports_db")
+
+Arguments left out fall back to the command line, the ini file, the
+environment and the defaults, in that order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from .databases import DatabaseSupply, PgDatabase
+from .errors import PgBudgetError
+from .options import ISOLATIONS, Settings, load_settings
+from .schema.load import resolve
+from .server import PgServer, provision
+
+
+class PgBudgetWarning(UserWarning):
+    """Something a test did that it should not (e.g. leaking a connection)."""
+
+    __module__ = "pytest_pgbudget"
+
+
+@dataclass
+class Runtime:
+    """The plugin's state for one pytest process, kept in ``config.stash``."""
+
+    settings: Settings
+    servers: list[PgServer] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    supplies: dict[tuple[int, tuple[str, ...], str], DatabaseSupply] = field(default_factory=dict)
+
+
+runtime_key = pytest.StashKey[Runtime]()
+
+
+def get_runtime(config: pytest.Config) -> Runtime:
+    if runtime_key not in config.stash:
+        config.stash[runtime_key] = Runtime(load_settings(config))
+    return config.stash[runtime_key]
+
+
+def _stop_run(message: str) -> None:
+    """Stop the whole run once: an environment failure would fail every test alike."""
+    pytest.exit(f"pytest-pgbudget: {message}", returncode=3)
+
+
+def pg_server(
+    *,
+    backend: str | None = None,
+    dsn: str | None = None,
+    pg_bin: str | None = None,
+    image: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> Any:
+    """Make a session-scoped fixture that provides a :class:`PgServer`."""
+
+    @pytest.fixture(scope="session")
+    def server_fixture(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+        runtime = get_runtime(request.config)
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in (("backend", backend), ("dsn", dsn), ("pg_bin", pg_bin), ("image", image))
+            if value is not None
+        }
+        if settings:
+            changes["settings"] = runtime.settings.settings + tuple(
+                f"{name} = {value}" for name, value in settings.items()
+            )
+        effective = runtime.settings.replace(**changes) if changes else runtime.settings
+        hook = request.config.hook
+
+        def apply_hook(values: dict[str, str]) -> None:
+            hook.pytest_pgbudget_server_settings(config=request.config, settings=values)
+
+        try:
+            server = provision(effective, apply_hook)
+        except PgBudgetError as exc:
+            _stop_run(str(exc))
+            raise  # pragma: no cover - pytest.exit raised
+        runtime.servers.append(server)
+        runtime.started.append(server.header)
+        try:
+            yield server
+        finally:
+            for key in [key for key in runtime.supplies if key[0] == id(server)]:
+                runtime.supplies.pop(key).close()
+            runtime.servers.remove(server)
+            server.controller.stop()
+
+    return server_fixture
+
+
+def _supply(request: pytest.FixtureRequest, server: PgServer, schema: tuple[str, ...],
+            isolation: str) -> DatabaseSupply:
+    runtime = get_runtime(request.config)
+    key = (id(server), schema, isolation)
+    supply = runtime.supplies.get(key)
+    if supply is None:
+        config = request.config
+        try:
+            sources = resolve(schema, runtime.settings.rootdir)
+            supply = DatabaseSupply(
+                server,
+                sources,
+                isolation,
+                after_load=lambda conn: config.hook.pytest_pgbudget_template_loaded(
+                    config=config, server=server, connection=conn
+                ),
+            )
+            supply.build_template()
+        except PgBudgetError as exc:
+            _stop_run(str(exc))
+        runtime.supplies[key] = supply
+    return supply
+
+
+def pg_db(
+    server_fixture: str = "pg_server",
+    *,
+    schema: Sequence[str] | None = None,
+    isolation: str | None = None,
+) -> Any:
+    """Make a function-scoped fixture that provides an isolated :class:`PgDatabase`."""
+    if isolation is not None and isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}; got {isolation!r}")
+
+    @pytest.fixture
+    def db_fixture(request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
+        server: PgServer = request.getfixturevalue(server_fixture)
+        runtime = get_runtime(request.config)
+        mode = isolation or runtime.settings.isolation
+        supply = _supply(request, server, tuple(schema) if schema is not None else runtime.settings.schema, mode)
+        if not server.alive():
+            _stop_run(f"the PostgreSQL server ({server.backend} backend) is no longer running")
+        db = supply.acquire()
+        try:
+            yield db
+        finally:
+            if server.alive():
+                leaked = supply.release(db)
+                if leaked:
+                    warnings.warn(
+                        PgBudgetWarning(
+                            f"{request.node.nodeid} left {len(leaked)} connection(s) open to "
+                            f"its database: " + "; ".join(leaked)
+                        ),
+                        stacklevel=1,
+                    )
+
+    return db_fixture
+
+
+def pg_conn(db_fixture: str = "pg_db") -> Any:
+    """Make a function-scoped fixture that provides a psycopg connection to a ``pg_db``.
+
+    In ``transaction`` isolation the connection's transaction is rolled back
+    after the test; otherwise it is simply closed.
+    """
+
+    @pytest.fixture
+    def conn_fixture(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
+        db: PgDatabase = request.getfixturevalue(db_fixture)
+        conn = db.connect()
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                if not conn.broken:
+                    conn.rollback()
+                conn.close()
+
+    return conn_fixture
