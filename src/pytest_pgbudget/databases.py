@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,18 +179,27 @@ class DatabaseSupply:
         return PgDatabase(got, self.server)
 
     def release(self, db: PgDatabase) -> list[str]:
-        """Give back a test's database; return descriptions of leaked connections."""
-        leaked = [
-            f"pid {pid} ({app or 'no application_name'}, {state}): {query[:80]}"
-            for pid, app, state, query in self._admin.execute(
+        """Give back a test's database; return descriptions of leaked connections.
+
+        A closed connection's server process exits a moment after the client
+        lets go, so connections are only reported once they outlive a grace period.
+        """
+        deadline = time.monotonic() + 1.0
+        while True:
+            rows = self._admin.execute(
                 "SELECT pid, application_name, state, query FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 [db.name],
             ).fetchall()
-        ]
+            if not rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         if self.isolation == "database":
             self._tasks.put(("drop", db.name))
-        return leaked
+        return [
+            f"pid {pid} ({app or 'no application_name'}, {state}): {query[:80]}"
+            for pid, app, state, query in rows
+        ]
 
     def close(self) -> None:
         """Drop every database this run created, then disconnect."""

@@ -68,6 +68,8 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _PLAIN_NAME = re.compile(r'"([a-z_][a-z0-9_$]*)"')
 _OPERATOR_WITHOUT_SIGN_TRIM = re.compile(r"[~!@#%^&|`?]")
 
+# Keywords that may stand before "(" or a signed constant: the output reads
+# "in (" rather than "in(", and "then -1" folds like "= -1" does.
 # fmt: off
 _KEYWORDS = frozenset((
     "all", "and", "any", "as", "between", "by", "case", "conflict", "do", "else",
@@ -77,8 +79,6 @@ _KEYWORDS = frozenset((
     "with",
 ))
 # fmt: on
-"""Keywords that may stand before ``(`` or a signed constant (the output is
-spaced as ``in (`` rather than ``in(``, and ``then -1`` folds like ``= -1``)."""
 
 _LIST_OWNERS = {"(": "in", "[": "array"}
 _CLOSING = {")": "(", "]": "["}
@@ -121,13 +121,14 @@ def _tokens(sql: str) -> Iterator[str]:
 
 
 def _normalize_token(kind: str | None, token: str) -> str:
+    """Map a constant to ``?`` and fold the case of an unquoted word."""
     if kind in ("string", "parameter", "number"):
         return _CONSTANT
     if kind == "word":
         return token.translate(_ASCII_LOWER)  # PostgreSQL folds ASCII letters only
     if kind == "quoted_name":
-        unquoted = _PLAIN_NAME.fullmatch(token)
-        return unquoted.group(1) if unquoted else token
+        plain = _PLAIN_NAME.fullmatch(token)
+        return plain.group(1) if plain and plain.group(1) not in _KEYWORDS else token
     return token
 
 
@@ -173,14 +174,16 @@ class _Shape:
                 self._collapse_repeated_row(opening)
 
     def text(self) -> str:
+        """Render the tokens with canonical spacing and without trailing ``;``."""
         tokens = self._tokens
-        while tokens and tokens[-1] == ";":
-            tokens.pop()
+        end = len(tokens)
+        while end and tokens[end - 1] == ";":
+            end -= 1
         parts: list[str] = []
-        for index, token in enumerate(tokens):
-            if index and _spaced(tokens[index - 1], token):
+        for index in range(end):
+            if index and _spaced(tokens[index - 1], tokens[index]):
                 parts.append(" ")
-            parts.append(token)
+            parts.append(tokens[index])
         return "".join(parts)
 
     def _follows_unary_sign(self) -> bool:

@@ -226,7 +226,8 @@ def index_hint(scan: SeqScan) -> str | None:
     equality: list[str] = []
     ranges: list[str] = []
     for conjunct in conjuncts:
-        match = _COMPARISON.match(_strip_parens(conjunct))
+        comparison = _split_conjunction(conjunct)  # None for an OR nested in the AND
+        match = _COMPARISON.match(comparison[0]) if comparison else None
         if match is None:
             continue
         column = match["column"].rsplit(".", 1)[-1]
@@ -500,7 +501,7 @@ _COMPARISON: Final = re.compile(
     rf"""
     \(?(?P<column>{_IDENTIFIER}(?:\.{_IDENTIFIER})?)\)?  # column, maybe "(col)::type"
     (?:::[A-Za-z ]+(?:\[\])?)?                          # optional cast of the column
-    \s+(?P<op>=\s+ANY\b|IS\s+NULL\b|<=|>=|=|<|>)\s
+    \s+(?P<op>=\s+ANY\b|IS\s+NULL\b|<=|>=|=|<|>)(?:\s|$)
     """,
     re.VERBOSE,
 )

@@ -160,10 +160,11 @@ def _describe(
             [[name for name in wanted if name not in _PLACEMENT]],
         ).fetchall()
     effective = {str(name): str(value) for name, value in rows}
-    # Extension settings of libraries not loaded are absent from pg_settings.
-    for name, value in wanted.items():
-        if name not in _PLACEMENT:
-            effective.setdefault(name, value)
+    # Settings of extensions loaded after start-up are not in pg_settings yet.
+    if owns_server:
+        for name, value in wanted.items():
+            if name not in _PLACEMENT:
+                effective.setdefault(name, value)
     return PgServer(
         backend=backend,
         version=version.split(" ")[0],
@@ -204,7 +205,8 @@ def _start_local(binaries: Binaries, backend: str, settings: Settings,
     return server
 
 
-def _start_external(settings: Settings, origin: str) -> PgServer:
+def _start_external(settings: Settings, profile: Mapping[str, str]) -> PgServer:
+    """Reach a user's server. Its settings are reported, never changed."""
     try:
         params = conninfo.conninfo_to_dict(settings.dsn)
     except psycopg.ProgrammingError as exc:
@@ -213,14 +215,15 @@ def _start_external(settings: Settings, origin: str) -> PgServer:
     params.setdefault("connect_timeout", "10")
     dsn = conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
     try:
-        return _describe("external", dsn, _External(), {}, "the server's own configuration",
-                         owns_server=False)
+        server = _describe("external", dsn, _External(), profile,
+                           "the server's own configuration", owns_server=False)
     except psycopg.OperationalError as exc:
         message = str(exc).strip().replace(str(settings.dsn), redact(settings.dsn))
         raise ServerError(
             f"cannot connect to the external server {redact(dsn)}:\n  {message}\n"
             "Check pgbudget_dsn / PGBUDGET_DSN, or unset it to let the plugin start its own."
         ) from None
+    return server
 
 
 def _docker_answers() -> bool:
@@ -258,9 +261,9 @@ def provision(settings: Settings, hook: Callable[[dict[str, str]], None] | None 
             backend = "container"
         else:
             raise ServerError(NO_BACKEND)
-    if backend == "external":
-        return _start_external(settings, "")
     wanted, origin = layered_settings(settings, hook)
+    if backend == "external":
+        return _start_external(settings, wanted)
     if backend == "local":
         binaries = find_local(settings.pg_bin)
         if binaries is None:

