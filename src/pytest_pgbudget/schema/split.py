@@ -88,12 +88,15 @@ class _Kind(Enum):
 
 @dataclass(frozen=True)
 class _Token:
+    """A token and its offset in the script."""
+
     kind: _Kind
     value: str
     start: int
 
     @property
     def end(self) -> int:
+        """The offset just past the token."""
         return self.start + len(self.value)
 
     @property
@@ -117,6 +120,7 @@ class _Script:
         return bisect_right(self._line_starts, offset)
 
     def error(self, message: str, offset: int) -> SchemaSyntaxError:
+        """A :class:`SchemaSyntaxError` pointing at the line of ``offset``."""
         return SchemaSyntaxError(message, source=self.source, line=self.line_of(offset))
 
 
@@ -134,20 +138,18 @@ def _tokenize_from(script: _Script, start: int) -> Generator[_Token, None, int]:
     offset at which lexing has to resume, or the end of the text.
     """
     offset = start
-    sqlparse_tokens: Iterable[tuple[T._TokenType, str]] = lexer.tokenize(  # type: ignore[no-untyped-call]
-        script.text[start:]
-    )
-    for ttype, value in sqlparse_tokens:
+    for ttype, value in lexer.tokenize(script.text[start:]):  # type: ignore[no-untyped-call]
         token = _Token(_kind_of(ttype), value, offset)
-        checked = _check(token, script)
-        yield checked
-        if checked.end != token.end:
-            return checked.end
+        corrected = _as_postgres_lexes_it(token, script)
+        yield corrected
+        if corrected.end != token.end:
+            return corrected.end
         offset = token.end
     return len(script.text)
 
 
 def _kind_of(ttype: T._TokenType) -> _Kind:
+    """Map sqlparse's token type onto the categories the splitter needs."""
     if ttype in T.Whitespace or ttype in T.Comment:
         return _Kind.TRIVIA
     if ttype in T.Keyword or ttype is T.Name or ttype is T.Name.Builtin:
@@ -165,7 +167,7 @@ _E_PREFIX = re.compile(r"(?<![\w$])[eE]\Z")
 _IDENTIFIER_CHAR = re.compile(r"[\w$]")
 
 
-def _check(token: _Token, script: _Script) -> _Token:
+def _as_postgres_lexes_it(token: _Token, script: _Script) -> _Token:
     """Return ``token``, or the token PostgreSQL would lex at the same offset."""
     text, start = script.text, token.start
     if text.startswith("\\", start):
@@ -187,6 +189,7 @@ def _check(token: _Token, script: _Script) -> _Token:
 
 
 def _quoted(script: _Script, pattern: re.Pattern[str], start: int, what: str) -> str:
+    """The quoted ``what`` at ``start``, as far as ``pattern`` says it reaches."""
     match = pattern.match(script.text, start)
     if match is None:
         raise script.error(f"unterminated quoted {what}", start)
