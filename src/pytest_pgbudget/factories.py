@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from .budgets.enforce import TestCapture
+from .capture.session import Capture
 from .databases import DatabaseSupply, PgDatabase
 from .errors import PgBudgetError
 from .options import ISOLATIONS, Settings, load_settings
@@ -46,9 +48,34 @@ class Runtime:
     servers: list[PgServer] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     supplies: dict[tuple[int, tuple[str, ...], str], DatabaseSupply] = field(default_factory=dict)
+    captures: dict[int, Capture] = field(default_factory=dict)
+    latency_scale: float | None = None
 
 
 runtime_key = pytest.StashKey[Runtime]()
+test_capture_key = pytest.StashKey[TestCapture]()
+
+
+def test_capture(item: pytest.Item) -> TestCapture:
+    """The capture window of one test, made on first use."""
+    if test_capture_key not in item.stash:
+        item.stash[test_capture_key] = TestCapture(item.nodeid)
+    return item.stash[test_capture_key]
+
+
+def capture_for(runtime: Runtime, server: PgServer) -> Capture:
+    if id(server) not in runtime.captures:
+        capture = runtime.captures[id(server)] = Capture(server)
+        if capture.problems:
+            warnings.warn(
+                PgBudgetWarning(
+                    "statement capture is off for the "
+                    f"{server.backend} server, so budgets on plans and timings cannot be "
+                    "checked: " + "; ".join(capture.problems)
+                ),
+                stacklevel=2,
+            )
+    return runtime.captures[id(server)]
 
 
 def get_runtime(config: pytest.Config) -> Runtime:
@@ -102,6 +129,9 @@ def pg_server(
         finally:
             for key in [key for key in runtime.supplies if key[0] == id(server)]:
                 runtime.supplies.pop(key).close()
+            capture = runtime.captures.pop(id(server), None)
+            if capture is not None:
+                capture.close()
             runtime.servers.remove(server)
             server.controller.stop()
 
@@ -121,6 +151,7 @@ def _supply(request: pytest.FixtureRequest, server: PgServer, schema: tuple[str,
                 server,
                 sources,
                 isolation,
+                on_create=capture_for(runtime, server).enable,
                 after_load=lambda conn: config.hook.pytest_pgbudget_template_loaded(
                     config=config, server=server, connection=conn
                 ),
@@ -151,6 +182,7 @@ def pg_db(
         if not server.alive():
             _stop_run(f"the PostgreSQL server ({server.backend} backend) is no longer running")
         db = supply.acquire()
+        test_capture(request.node).sources.append((capture_for(runtime, server), db.name))
         try:
             yield db
         finally:
@@ -179,6 +211,7 @@ def pg_conn(db_fixture: str = "pg_db") -> Any:
     def conn_fixture(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
         db: PgDatabase = request.getfixturevalue(db_fixture)
         conn = db.connect()
+        test_capture(request.node).connections.append(conn)
         try:
             yield conn
         finally:

@@ -138,6 +138,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MODE",
     ),
     Option(
+        "default_budget",
+        "Budget for every test that uses the database, one 'keyword = value' per line "
+        "(the @pgbudget keywords); markers override it keyword by keyword.",
+        "",
+        _lines,
+        ini_type="linelist",
+        cli=False,
+    ),
+    Option(
         "start_timeout",
         "Seconds to wait for a server to accept connections.",
         "60",
@@ -192,6 +201,7 @@ class Settings:
     schema: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     isolation: str = "database"
+    default_budget: tuple[str, ...] = ()
     start_timeout: float = 60.0
     rootdir: Path = field(default_factory=Path.cwd)
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -234,6 +244,12 @@ def load_settings(config: pytest.Config) -> Settings:
         sources[option.name] = source
     settings = Settings(rootdir=Path(config.rootpath), sources=sources, **values)
     settings.server_settings  # noqa: B018 - validate the lines now, at configure time
+    from .budgets.spec import BudgetError, parse_ini_budget
+
+    try:
+        parse_ini_budget(settings.default_budget)
+    except BudgetError as exc:
+        raise pytest.UsageError(f"pytest-pgbudget: pgbudget_default_budget: {exc}") from None
     if settings.backend == "external" and not settings.dsn:
         raise pytest.UsageError(
             "pytest-pgbudget: the external backend needs a server: set pgbudget_dsn "

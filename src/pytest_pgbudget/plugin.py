@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
+from typing import Any
+
 import pytest
 
 from . import factories, hookspecs
-from .factories import get_runtime
+from .budgets.enforce import BudgetHelper, Capability, calibrate, enforce, resolve_marker
+from .budgets.spec import LATENCY_KEYWORDS, Budget, BudgetError, parse_ini_budget
+from .capture.statements import Statement
+from .factories import get_runtime, test_capture, test_capture_key
 from .options import add_options
 from .server.header import describe_planned
+from .summary import Summary
+
+budget_key = pytest.StashKey[Budget]()
+summary_key = pytest.StashKey[Summary]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,18 +31,146 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     get_runtime(config)  # parse and validate every option now: a bad one is a usage error
+    config.stash[summary_key] = Summary()
+    config.addinivalue_line(
+        "markers",
+        "pgbudget(**budget): performance budget of the test's SQL: max_ms, p95_ms, total_ms, "
+        "max_queries, max_repeats, no_seq_scan, seq_scan_min_rows, require_index, "
+        "no_temp_spill, max_buffers, plan, off",
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     return describe_planned(get_runtime(config).settings)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Resolve every test's budget now, so a bad marker fails at collection."""
+    default, keys = parse_ini_budget(get_runtime(config).settings.default_budget)
+    errors = []
+    for item in items:
+        try:
+            item.stash[budget_key] = resolve_marker(item, default, keys)
+        except BudgetError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise pytest.UsageError("pytest-pgbudget: invalid budget\n  " + "\n  ".join(errors))
+
+
+def _latency_scale(item: pytest.Item, budget: Budget) -> float:
+    runtime = get_runtime(item.config)
+    if runtime.latency_scale is None:
+        uses_latency = any(getattr(budget, key) is not None for key in LATENCY_KEYWORDS)
+        if not uses_latency or not runtime.captures:
+            return 1.0
+        runtime.latency_scale = calibrate(next(iter(runtime.captures.values())))
+    return runtime.latency_scale
+
+
+def _capability(item: pytest.Item) -> Capability | None:
+    context = item.stash.get(test_capture_key, None)
+    if context is None or not context.sources:
+        return None
+    capture = context.sources[0][0]
+    return Capability(
+        capture.server.version_num, {name: c.server.dsn_for(name) for c, name in context.sources}
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    context = item.stash.get(test_capture_key, None)
+    if context is None or not context.sources:
+        return (yield)
+    context.collect()  # what fixtures did during set-up does not count
+    context.recording = True
+    try:
+        result = yield
+    finally:
+        context.collect()
+        context.recording = False
+    statements = context.statements
+    for statement in statements:
+        item.config.hook.pytest_pgbudget_query_captured(item=item, statement=statement)
+    item.config.stash[summary_key].add(item.nodeid, statements)
+    budget = item.stash.get(budget_key, Budget())
+    custom = [v for found in item.config.hook.pytest_pgbudget_check(
+        item=item, budget=budget, statements=statements) if found for v in found]
+    if budget.empty and not custom:
+        return result
+    violations, _ = enforce(
+        item.nodeid, budget, statements,
+        latency_scale=_latency_scale(item, budget),
+        capable=_capability(item) if budget.plan == "capable" else None,
+        verbose=item.config.get_verbosity() > 0,
+    )
+    violations += custom
+    if violations:
+        from .budgets.report import format_violations
+
+        item.config.stash[summary_key].violations += len(violations)
+        for violation in violations:
+            item.config.hook.pytest_pgbudget_budget_violation(item=item, violation=violation)
+        pytest.fail(
+            format_violations(item.nodeid, violations, statements,
+                              verbose=item.config.get_verbosity() > 0),
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.fixture
+def pg_queries(request: pytest.FixtureRequest) -> Iterator[QueryLog]:
+    """The statements the current test has run so far (its ``pg_db`` and ``pg_conn``)."""
+    request.getfixturevalue("pg_db")
+    yield QueryLog(request.node)
+
+
+class QueryLog:
+    """A live view of the current test's captured statements."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._item = item
+
+    def _statements(self) -> list[Statement]:
+        context = test_capture(self._item)
+        context.collect()
+        return context.statements
+
+    def __iter__(self) -> Iterator[Statement]:
+        return iter(self._statements())
+
+    def __len__(self) -> int:
+        return len(self._statements())
+
+    def __getitem__(self, index: int) -> Statement:
+        return self._statements()[index]
+
+    def __repr__(self) -> str:
+        return f"<pg_queries: {len(self)} statements>"
+
+
+@pytest.fixture
+def pgbudget(request: pytest.FixtureRequest) -> BudgetHelper:
+    """Budgets for a block: ``with pgbudget.budget(max_queries=2): ...``."""
+    request.getfixturevalue("pg_db")
+    item = request.node
+    return BudgetHelper(
+        test_capture(item), _capability(item), verbose=request.config.get_verbosity() > 0
+    )
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    started = get_runtime(terminalreporter.config).started
-    if started:
-        terminalreporter.section("pgbudget")
-        for header in started:
-            terminalreporter.write_line(header)
+    runtime = get_runtime(terminalreporter.config)
+    summary = terminalreporter.config.stash.get(summary_key, None)
+    if not runtime.started and not (summary and summary.tests):
+        return
+    terminalreporter.section("pgbudget")
+    for header in runtime.started:
+        terminalreporter.write_line(header)
+    if summary is not None:
+        for line in summary.lines(terminalreporter.config.get_verbosity()):
+            terminalreporter.write_line(line)
 
 
 pg_server = factories.pg_server()
