@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import sql
 
 from .errors import SchemaError, ServerError
 from .schema.load import SchemaSource, load
@@ -43,20 +42,7 @@ class PgDatabase:
     @property
     def url(self) -> str:
         """A SQLAlchemy URL using psycopg 3, e.g. for ``create_engine(pg_db.url)``."""
-        params = conninfo.conninfo_to_dict(self.dsn)
-        host = str(params.pop("host", ""))
-        port = params.pop("port", None)
-        user = quote(str(params.pop("user", "")), safe="")
-        query = {k: str(v) for k, v in params.items() if k != "dbname"}
-        if host.startswith("/"):
-            query["host"] = host
-            netloc = f"{user}@"
-        else:
-            netloc = f"{user}@{host}" + (f":{port}" if port else "")
-        if host.startswith("/") and port:
-            query["port"] = str(port)
-        qs = "&".join(f"{k}={quote(v, safe='/')}" for k, v in sorted(query.items()))
-        return f"postgresql+psycopg://{netloc}/{quote(self.name)}" + (f"?{qs}" if qs else "")
+        return "postgresql+psycopg" + self.dsn[len("postgresql"):]
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new psycopg 3 connection to this database."""

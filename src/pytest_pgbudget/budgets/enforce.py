@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,20 +149,41 @@ class BudgetHelper:
         self._capable = capable
         self._verbose = verbose
 
-    @contextmanager
-    def budget(self, **keywords: Any) -> Iterator[list[Statement]]:
-        """Check the statements run inside the block; raise ``AssertionError`` on a breach."""
-        __tracebackhide__ = True
+    def budget(self, **keywords: Any) -> BudgetBlock:
+        """Check the statements run inside the block; raise ``AssertionError`` on a breach.
+
+        The block's value is the list of statements captured inside it.
+        """
         try:
             spec, _ = parse_budget(keywords)
         except BudgetError as exc:
             raise TypeError(f"pgbudget.budget(): {exc}") from None
+        return BudgetBlock(spec, self._context, self._capable, self._verbose)
+
+
+class BudgetBlock:
+    """The context manager returned by ``pgbudget.budget(...)``."""
+
+    def __init__(self, spec: Budget, context: TestCapture, capable: Capability | None,
+                 verbose: bool) -> None:
+        self.spec = spec
+        self.statements: list[Statement] = []
+        self._context = context
+        self._capable = capable
+        self._verbose = verbose
+
+    def __enter__(self) -> list[Statement]:
         self._context.collect()
-        inside: list[Statement] = []
-        yield inside
-        inside += self._context.collect()
+        return self.statements
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        __tracebackhide__ = True
+        self.statements += self._context.collect()
+        if exc_type is not None:
+            return
         violations, message = enforce(
-            "this block", spec, inside, latency_scale=1.0, capable=self._capable, verbose=self._verbose
+            "this block", self.spec, self.statements, latency_scale=1.0,
+            capable=self._capable, verbose=self._verbose,
         )
         if violations:
             raise AssertionError(message)

@@ -115,7 +115,6 @@ def start_container(settings: Settings, wanted: Mapping[str, str]) -> tuple[Cont
             "user": "postgres",
             "dbname": "postgres",
             "password": password,
-            "connect_timeout": "10",
         }
     )
     return controller, conninfo.make_conninfo(**params)

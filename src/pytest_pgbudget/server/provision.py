@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import conninfo
@@ -52,15 +53,20 @@ class PgServer:
     owns_server: bool = True
 
     def dsn_for(self, dbname: str) -> str:
-        """A libpq connection string for ``dbname`` on this server."""
+        """A ``postgresql://`` URI for ``dbname`` on this server.
+
+        The URI form is what every driver accepts: libpq (psycopg 3, psycopg2)
+        and asyncpg alike; a unix socket directory goes in the ``host`` parameter.
+        """
         params = conninfo.conninfo_to_dict(self.dsn)
         params["dbname"] = dbname
-        return conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+        return to_uri(params)
 
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
         """A new psycopg connection (autocommit by default) used by the plugin itself."""
         kwargs.setdefault("autocommit", True)
         kwargs.setdefault("application_name", "pytest-pgbudget")
+        kwargs.setdefault("connect_timeout", 10)
         return psycopg.connect(self.dsn_for(dbname), **kwargs)
 
     def alive(self) -> bool:
@@ -73,6 +79,22 @@ class PgServer:
             f"pgbudget: PostgreSQL {self.version} ({self.backend} backend), "
             f"settings: {self.settings_origin}"
         )
+
+
+def to_uri(params: Mapping[str, Any]) -> str:
+    """Connection parameters as a ``postgresql://user@host:port/dbname?...`` URI."""
+    rest = {k: str(v) for k, v in params.items() if v is not None}
+    user = quote(rest.pop("user", ""), safe="")
+    host = rest.pop("host", "")
+    port = rest.pop("port", "")
+    dbname = quote(rest.pop("dbname", ""), safe="")
+    if host.startswith("/"):
+        rest = {"host": host, **({"port": port} if port else {}), **rest}
+        netloc = f"{user}@" if user else ""
+    else:
+        netloc = (f"{user}@" if user else "") + host + (f":{port}" if port else "")
+    query = urlencode(rest, safe="/")
+    return f"postgresql://{netloc}/{dbname}" + (f"?{query}" if query else "")
 
 
 def layered_settings(
@@ -152,7 +174,9 @@ def _describe(
     origin: str,
     owns_server: bool = True,
 ) -> PgServer:
-    with psycopg.connect(dsn, autocommit=True, application_name="pytest-pgbudget") as conn:
+    with psycopg.connect(
+        dsn, autocommit=True, application_name="pytest-pgbudget", connect_timeout=10
+    ) as conn:
         version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         version_num = conn.info.server_version
         rows = conn.execute(
@@ -169,7 +193,7 @@ def _describe(
         backend=backend,
         version=version.split(" ")[0],
         version_num=version_num,
-        dsn=dsn,
+        dsn=to_uri(conninfo.conninfo_to_dict(dsn)),
         settings=dict(sorted(effective.items())),
         settings_origin=origin,
         controller=controller,
@@ -212,7 +236,6 @@ def _start_external(settings: Settings, profile: Mapping[str, str]) -> PgServer:
     except psycopg.ProgrammingError as exc:
         raise ServerError(f"pgbudget_dsn is not a valid connection string: {exc}") from None
     params = private_passfile(dict(params))
-    params.setdefault("connect_timeout", "10")
     dsn = conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
     try:
         server = _describe("external", dsn, _External(), profile,
