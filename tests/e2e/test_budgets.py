@@ -343,3 +343,24 @@ def test_terminal_summary_names_worst_offenders(project) -> None:
         "*largest seq scans:*",
         "*20000 rows  accounts  (test_budget.py::test_scan)*",
     ])
+
+
+def test_capture_in_a_container(project) -> None:
+    from conftest import require_container
+
+    require_container()
+    tests = """\
+    from pytest_pgbudget import pgbudget
+
+    def test_captured(pg_conn, pg_queries):
+        pg_conn.execute("SELECT * FROM accounts WHERE id = 3").fetchall()
+        assert [q.indexes for q in pg_queries] == [{"accounts_pkey"}]
+
+    @pgbudget(no_seq_scan=True)
+    def test_budget_fails(pg_conn):
+        pg_conn.execute("SELECT * FROM accounts WHERE email = 'x'").fetchall()
+    """
+    ini = INI + "pgbudget_backend = container\npgbudget_image = postgres:15\n"
+    result = run(project, tests, ini=ini)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Seq Scan on accounts (20000 rows)*"])

@@ -90,7 +90,16 @@ def start_container(settings: Settings, wanted: Mapping[str, str]) -> tuple[Cont
     # Publish on loopback only, never on all interfaces.
     container.ports = {"5432/tcp": ("127.0.0.1", None)}
     command = ["postgres"]
-    for name, value in wanted.items():
+    # The jsonlog inside the container is read back over SQL by capture.
+    logging = {
+        "logging_collector": "on",
+        "log_destination": "jsonlog",
+        "log_directory": "log",
+        "log_filename": "postgresql.log",
+        "log_rotation_age": "0",
+        "log_rotation_size": "0",
+    }
+    for name, value in {**wanted, **logging}.items():
         command += ["-c", f"{name}={value}"]
     container.with_command(command)
     try:
