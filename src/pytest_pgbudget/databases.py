@@ -42,7 +42,7 @@ class PgDatabase:
     @property
     def url(self) -> str:
         """A SQLAlchemy URL using psycopg 3, e.g. for ``create_engine(pg_db.url)``."""
-        return "postgresql+psycopg" + self.dsn[len("postgresql"):]
+        return "postgresql+psycopg" + self.dsn[len("postgresql") :]
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new psycopg 3 connection to this database."""
@@ -110,7 +110,9 @@ class DatabaseSupply:
     def _clone(self, conn: psycopg.Connection[Any]) -> str:
         self._counter += 1
         name = f"{self.prefix}_{self._counter}"
-        strategy = sql.SQL(" STRATEGY FILE_COPY") if self.server.version_num >= 150000 else sql.SQL("")
+        strategy = (
+            sql.SQL(" STRATEGY FILE_COPY") if self.server.version_num >= 150000 else sql.SQL("")
+        )
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(self.template)

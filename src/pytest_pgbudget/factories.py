@@ -104,7 +104,12 @@ def pg_server(
         runtime = get_runtime(request.config)
         changes: dict[str, Any] = {
             name: value
-            for name, value in (("backend", backend), ("dsn", dsn), ("pg_bin", pg_bin), ("image", image))
+            for name, value in (
+                ("backend", backend),
+                ("dsn", dsn),
+                ("pg_bin", pg_bin),
+                ("image", image),
+            )
             if value is not None
         }
         if settings:
@@ -138,8 +143,9 @@ def pg_server(
     return server_fixture
 
 
-def _supply(request: pytest.FixtureRequest, server: PgServer, schema: tuple[str, ...],
-            isolation: str) -> DatabaseSupply:
+def _supply(
+    request: pytest.FixtureRequest, server: PgServer, schema: tuple[str, ...], isolation: str
+) -> DatabaseSupply:
     runtime = get_runtime(request.config)
     key = (id(server), schema, isolation)
     supply = runtime.supplies.get(key)
@@ -178,7 +184,9 @@ def pg_db(
         server: PgServer = request.getfixturevalue(server_fixture)
         runtime = get_runtime(request.config)
         mode = isolation or runtime.settings.isolation
-        supply = _supply(request, server, tuple(schema) if schema is not None else runtime.settings.schema, mode)
+        supply = _supply(
+            request, server, tuple(schema) if schema is not None else runtime.settings.schema, mode
+        )
         if not server.alive():
             _stop_run(f"the PostgreSQL server ({server.backend} backend) is no longer running")
         db = supply.acquire()

@@ -94,12 +94,20 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         item.config.hook.pytest_pgbudget_query_captured(item=item, statement=statement)
     item.config.stash[summary_key].add(item.nodeid, statements)
     budget = item.stash.get(budget_key, Budget())
-    custom = [v for found in item.config.hook.pytest_pgbudget_check(
-        item=item, budget=budget, statements=statements) if found for v in found]
+    custom = [
+        v
+        for found in item.config.hook.pytest_pgbudget_check(
+            item=item, budget=budget, statements=statements
+        )
+        if found
+        for v in found
+    ]
     if budget.empty and not custom:
         return result
     violations, _ = enforce(
-        item.nodeid, budget, statements,
+        item.nodeid,
+        budget,
+        statements,
         latency_scale=_latency_scale(item, budget),
         capable=_capability(item) if budget.plan == "capable" else None,
         verbose=item.config.get_verbosity() > 0,
@@ -112,8 +120,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         for violation in violations:
             item.config.hook.pytest_pgbudget_budget_violation(item=item, violation=violation)
         pytest.fail(
-            format_violations(item.nodeid, violations, statements,
-                              verbose=item.config.get_verbosity() > 0),
+            format_violations(
+                item.nodeid, violations, statements, verbose=item.config.get_verbosity() > 0
+            ),
             pytrace=False,
         )
     return result

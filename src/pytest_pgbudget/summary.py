@@ -45,13 +45,21 @@ class Summary:
         ]
         if self.slowest:
             out.append("slowest statements:")
-            out += [f"  {ms:9.3f} ms  {sql}  ({nodeid})" for ms, nodeid, sql in sorted(self.slowest, reverse=True)]
-        big_scans = sorted(((rows, rel, nodeid) for (rel, nodeid), rows in self.seq_scans.items()), reverse=True)
+            out += [
+                f"  {ms:9.3f} ms  {sql}  ({nodeid})"
+                for ms, nodeid, sql in sorted(self.slowest, reverse=True)
+            ]
+        big_scans = sorted(
+            ((rows, rel, nodeid) for (rel, nodeid), rows in self.seq_scans.items()), reverse=True
+        )
         big_scans = [s for s in big_scans if s[0] >= 1000 or verbosity > 0][:_TOP]
         if big_scans:
             out.append("largest seq scans:")
             out += [f"  {rows:9d} rows  {rel}  ({nodeid})" for rows, rel, nodeid in big_scans]
         if self.spills:
             out.append("temp spills:")
-            out += [f"  {node} ({kind})  ({nodeid})" for (node, nodeid), kind in list(self.spills.items())[:_TOP]]
+            out += [
+                f"  {node} ({kind})  ({nodeid})"
+                for (node, nodeid), kind in list(self.spills.items())[:_TOP]
+            ]
         return out

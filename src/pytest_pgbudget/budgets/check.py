@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..capture.statements import Statement
-from ..plans import Node, index_hint, render_plan
+from ..plans import Node, Spill, index_hint, render_plan
+from ..plans.analysis import _spill as _node_spill
 from .spec import Budget
 
 #: Re-plans a captured statement with seq scans disabled; returns the indexes it can use.
@@ -56,12 +57,14 @@ def _latency(budget: Budget, statements: Sequence[Statement], scale: float) -> l
         limit = budget.max_ms * scale
         slowest = max(statements, key=lambda s: s.duration_ms)
         if slowest.duration_ms > limit:
-            found.append(Violation(
-                "max_ms",
-                f"slowest statement took {_ms(slowest.duration_ms)}: budget max_ms={budget.max_ms:g}{scaled}",
-                slowest,
-                hint="see the plan below for the costly node",
-            ))
+            found.append(
+                Violation(
+                    "max_ms",
+                    f"slowest statement took {_ms(slowest.duration_ms)}: budget max_ms={budget.max_ms:g}{scaled}",
+                    slowest,
+                    hint="see the plan below for the costly node",
+                )
+            )
     if budget.p95_ms is not None:
         limit = budget.p95_ms * scale
         p95 = percentile(durations, 0.95)
@@ -69,43 +72,51 @@ def _latency(budget: Budget, statements: Sequence[Statement], scale: float) -> l
             n = len(durations)
             note = " (fewer than 20 samples: p95 is the maximum)" if n < 20 else ""
             slowest = max(statements, key=lambda s: s.duration_ms)
-            found.append(Violation(
-                "p95_ms",
-                f"p95 of {n} statements is {_ms(p95)}{note}: budget p95_ms={budget.p95_ms:g}{scaled}",
-                slowest,
-            ))
+            found.append(
+                Violation(
+                    "p95_ms",
+                    f"p95 of {n} statements is {_ms(p95)}{note}: budget p95_ms={budget.p95_ms:g}{scaled}",
+                    slowest,
+                )
+            )
     if budget.total_ms is not None:
         limit = budget.total_ms * scale
         total = sum(durations)
         if total > limit:
-            found.append(Violation(
-                "total_ms",
-                f"{len(durations)} statements took {_ms(total)} in all: budget total_ms={budget.total_ms:g}{scaled}",
-            ))
+            found.append(
+                Violation(
+                    "total_ms",
+                    f"{len(durations)} statements took {_ms(total)} in all: budget total_ms={budget.total_ms:g}{scaled}",
+                )
+            )
     return found
 
 
 def _counts(budget: Budget, statements: Sequence[Statement]) -> list[Violation]:
     found: list[Violation] = []
     if budget.max_queries is not None and len(statements) > budget.max_queries:
-        found.append(Violation(
-            "max_queries",
-            f"Expected to perform {budget.max_queries} queries or less but {len(statements)} were done",
-            extra=tuple(f"{i}. {s.short_sql()}" for i, s in enumerate(statements, 1)),
-        ))
+        found.append(
+            Violation(
+                "max_queries",
+                f"Expected to perform {budget.max_queries} queries or less but {len(statements)} were done",
+                extra=tuple(f"{i}. {s.short_sql()}" for i, s in enumerate(statements, 1)),
+            )
+        )
     if budget.max_repeats is not None:
         counts = Counter(s.fingerprint for s in statements)
         for fp, count in counts.most_common():
             if count <= budget.max_repeats:
                 break
             example = next(s for s in statements if s.fingerprint == fp)
-            found.append(Violation(
-                "max_repeats",
-                f"the same statement ran {count} times (N+1?): budget max_repeats={budget.max_repeats}",
-                example,
-                hint="fetch the rows in one query (WHERE id = ANY(%s), a JOIN, or your ORM's "
-                "select-related/prefetch) instead of one query per row",
-            ))
+            found.append(
+                Violation(
+                    "max_repeats",
+                    f"the same statement ran {count} times (N+1?): budget max_repeats={budget.max_repeats}",
+                    example,
+                    hint="fetch the rows in one query (WHERE id = ANY(%s), a JOIN, or your ORM's "
+                    "select-related/prefetch) instead of one query per row",
+                )
+            )
     return found
 
 
@@ -129,7 +140,7 @@ def _plans(budget: Budget, statements: Sequence[Statement]) -> list[Violation]:
                 if tables is not None:
                     if scan.relation not in tables and bare not in tables:
                         continue
-                elif scan.rows < budget.seq_scan_min_rows:
+                elif scan.rows <= budget.seq_scan_min_rows:
                     continue
                 rule = (
                     f"budget forbids seq scans on {', '.join(tables)}"
@@ -138,49 +149,54 @@ def _plans(budget: Budget, statements: Sequence[Statement]) -> list[Violation]:
                 )
                 estimate = " estimated" if scan.estimated else ""
                 hint = index_hint(scan)
-                found.append(Violation(
-                    "no_seq_scan",
-                    f"Seq Scan on {scan.relation} ({scan.rows}{estimate} rows): {rule}",
-                    statement,
-                    mark=_is_seq_scan_of(scan.relation),
-                    hint=f"an index would serve the filter: {hint}" if hint else None,
-                ))
+                found.append(
+                    Violation(
+                        "no_seq_scan",
+                        f"Seq Scan on {scan.relation} ({scan.rows}{estimate} rows): {rule}",
+                        statement,
+                        mark=_is_seq_scan_of(scan.relation),
+                        hint=f"an index would serve the filter: {hint}" if hint else None,
+                    )
+                )
         if budget.no_temp_spill:
             for spill in statement.spills:
-                found.append(Violation(
-                    "no_temp_spill",
-                    f"{spill.node} spilled to disk ({spill.kind}): budget forbids temp spills",
-                    statement,
-                    mark=lambda node, spill=spill: _spill_node(node, spill.node),
-                    hint="raise work_mem for this query (SET LOCAL work_mem = '16MB'), or sort/hash "
-                    "fewer rows (filter earlier, use an index that returns rows in order)",
-                    extra=(spill.detail,) if spill.detail else (),
-                ))
+                found.append(
+                    Violation(
+                        "no_temp_spill",
+                        f"{spill.node} spilled to disk ({spill.kind}): budget forbids temp spills",
+                        statement,
+                        mark=lambda node, spill=spill: _spill_node(node, spill),
+                        hint="raise work_mem for this query (SET LOCAL work_mem = '16MB'), or sort/hash "
+                        "fewer rows (filter earlier, use an index that returns rows in order)",
+                        extra=(spill.detail,) if spill.detail else (),
+                    )
+                )
         if budget.max_buffers is not None and statement.buffers > budget.max_buffers:
-            found.append(Violation(
-                "max_buffers",
-                f"statement touched {statement.buffers} shared buffers (hit {statement.summary.shared_hit}, "
-                f"read {statement.summary.shared_read}): budget max_buffers={budget.max_buffers}",
-                statement,
-                hint="buffers count pages read; an index, a narrower filter or a LIMIT reads fewer",
-            ))
+            found.append(
+                Violation(
+                    "max_buffers",
+                    f"statement touched {statement.buffers} shared buffers (hit {statement.summary.shared_hit}, "
+                    f"read {statement.summary.shared_read}): budget max_buffers={budget.max_buffers}",
+                    statement,
+                    hint="buffers count pages read; an index, a narrower filter or a LIMIT reads fewer",
+                )
+            )
     return found
 
 
-def _spill_node(node: Node, description: str) -> bool:
-    from ..plans import describe_node
-
-    return description.startswith(describe_node(node))
+def _spill_node(node: Node, spill: Spill) -> bool:
+    return _node_spill(node) == spill
 
 
-def _indexes(budget: Budget, statements: Sequence[Statement],
-             capable: CapabilityCheck | None) -> list[Violation]:
+def _indexes(
+    budget: Budget, statements: Sequence[Statement], capable: CapabilityCheck | None
+) -> list[Violation]:
     if not budget.require_index:
         return []
     used: set[str] = set()
     if budget.plan == "capable" and capable is not None:
         for statement in statements:
-            used |= capable(statement)
+            used |= statement.indexes | capable(statement)
         how = "no captured statement can use"
     else:
         for statement in statements:
@@ -196,12 +212,14 @@ def _indexes(budget: Budget, statements: Sequence[Statement],
                 if budget.plan == "actual"
                 else "check the index exists and matches the statements' filters and operators"
             )
-            found.append(Violation(
-                "require_index",
-                f"{how} index {index} (indexes used: {seen})",
-                hint=hint,
-                extra=tuple(s.short_sql() for s in statements[:10]),
-            ))
+            found.append(
+                Violation(
+                    "require_index",
+                    f"{how} index {index} (indexes used: {seen})",
+                    hint=hint,
+                    extra=tuple(s.short_sql() for s in statements[:10]),
+                )
+            )
     return found
 
 

@@ -86,14 +86,18 @@ class Capability:
             conn.execute("SET LOCAL enable_seqscan = off")
             try:
                 if params and self.version >= 160000:
-                    plan = conn.execute(f"EXPLAIN (FORMAT JSON, GENERIC_PLAN) {statement.sql}").fetchone()
+                    plan = conn.execute(
+                        f"EXPLAIN (FORMAT JSON, GENERIC_PLAN) {statement.sql}"
+                    ).fetchone()
                 elif params:
                     # PG15 has no GENERIC_PLAN: a prepared statement planned generically
                     # shows the same plan whatever the (NULL) parameter values.
                     conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                     conn.execute(f"PREPARE pgbudget_capable AS {statement.sql}")
                     nulls = ", ".join(["NULL"] * params)
-                    plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE pgbudget_capable({nulls})").fetchone()
+                    plan = conn.execute(
+                        f"EXPLAIN (FORMAT JSON) EXECUTE pgbudget_capable({nulls})"
+                    ).fetchone()
                 else:
                     plan = conn.execute(f"EXPLAIN (FORMAT JSON) {statement.sql}").fetchone()
             except psycopg.Error:
@@ -131,7 +135,9 @@ def enforce(
     verbose: bool,
 ) -> tuple[list[Violation], str]:
     violations = check(budget, statements, latency_scale=latency_scale, capable=capable)
-    return violations, format_violations(where, violations, statements, verbose=verbose) if violations else ""
+    return violations, format_violations(
+        where, violations, statements, verbose=verbose
+    ) if violations else ""
 
 
 class BudgetHelper:
@@ -164,8 +170,9 @@ class BudgetHelper:
 class BudgetBlock:
     """The context manager returned by ``pgbudget.budget(...)``."""
 
-    def __init__(self, spec: Budget, context: TestCapture, capable: Capability | None,
-                 verbose: bool) -> None:
+    def __init__(
+        self, spec: Budget, context: TestCapture, capable: Capability | None, verbose: bool
+    ) -> None:
         self.spec = spec
         self.statements: list[Statement] = []
         self._context = context
@@ -182,8 +189,12 @@ class BudgetBlock:
         if exc_type is not None:
             return
         violations, message = enforce(
-            "this block", self.spec, self.statements, latency_scale=1.0,
-            capable=self._capable, verbose=self._verbose,
+            "this block",
+            self.spec,
+            self.statements,
+            latency_scale=1.0,
+            capable=self._capable,
+            verbose=self._verbose,
         )
         if violations:
             raise AssertionError(message)

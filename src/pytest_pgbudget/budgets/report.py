@@ -15,7 +15,9 @@ def _key_plan_lines(lines: list[str]) -> list[str]:
     marked = [i for i, line in enumerate(lines) if line.startswith(MARKER)]
     if not marked or len(lines) <= 12:
         return lines
-    keep = sorted({j for i in marked for j in range(i - _CONTEXT, i + _CONTEXT + 1) if 0 <= j < len(lines)})
+    keep = sorted(
+        {j for i in marked for j in range(i - _CONTEXT, i + _CONTEXT + 1) if 0 <= j < len(lines)}
+    )
     out: list[str] = []
     previous = -1
     for j in keep:
@@ -50,8 +52,13 @@ def format_violations(
             lines.append("    plan:")
             lines += [f"      {line}" for line in shown]
         if violation.extra:
-            extra = violation.extra if verbose or len(violation.extra) <= 10 else (
-                *violation.extra[:10], f"... and {len(violation.extra) - 10} more (-v shows all)"
+            extra = (
+                violation.extra
+                if verbose or len(violation.extra) <= 10
+                else (
+                    *violation.extra[:10],
+                    f"... and {len(violation.extra) - 10} more (-v shows all)",
+                )
             )
             if violation.keyword == "max_queries" and not verbose:
                 lines.append("    (add -v to list the queries)")
@@ -61,7 +68,10 @@ def format_violations(
             lines.append(f"    hint: {violation.hint}")
     latency = [v for v in violations if v.latency]
     if latency and len(latency) == count:
-        lines += ["", "    (latency only: timings vary on shared machines; max_buffers is deterministic)"]
+        lines += [
+            "",
+            "    (latency only: timings vary on shared machines; max_buffers is deterministic)",
+        ]
     if verbose and statements:
         lines += ["", f"all {len(statements)} captured statements:"]
         lines += [

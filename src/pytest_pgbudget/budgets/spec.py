@@ -37,9 +37,7 @@ class Budget:
 
     @property
     def empty(self) -> bool:
-        return self.off or self == Budget(
-            seq_scan_min_rows=self.seq_scan_min_rows, plan=self.plan
-        )
+        return self.off or self == Budget(seq_scan_min_rows=self.seq_scan_min_rows, plan=self.plan)
 
     def merged(self, closer: Budget, keys: Iterable[str]) -> Budget:
         """This budget with the ``keys`` that ``closer`` sets taken from ``closer``."""
@@ -67,10 +65,14 @@ def _number(key: str, value: Any, *, integer: bool) -> float | int:
 def _names(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple, set, frozenset)) or not value or not all(
-        isinstance(item, str) and item for item in value
+    if (
+        not isinstance(value, (list, tuple, set, frozenset))
+        or not value
+        or not all(isinstance(item, str) and item for item in value)
     ):
-        raise BudgetError(f"{key} must be a name or a list of names, e.g. {key}=['idx_a']; got {value!r}")
+        raise BudgetError(
+            f"{key} must be a name or a list of names, e.g. {key}=['idx_a']; got {value!r}"
+        )
     return tuple(value)
 
 
@@ -85,9 +87,7 @@ def parse_budget(kwargs: Mapping[str, Any]) -> tuple[Budget, frozenset[str]]:
     values: dict[str, Any] = {}
     for key, value in kwargs.items():
         if key not in KEYWORDS:
-            raise BudgetError(
-                f"unknown keyword {key!r}; valid keywords: {', '.join(KEYWORDS)}"
-            )
+            raise BudgetError(f"unknown keyword {key!r}; valid keywords: {', '.join(KEYWORDS)}")
         if key in ("max_ms", "p95_ms", "total_ms"):
             values[key] = _number(key, value, integer=False)
         elif key in ("max_queries", "max_repeats", "max_buffers", "seq_scan_min_rows"):
@@ -116,7 +116,7 @@ def parse_ini_budget(lines: Iterable[str]) -> tuple[Budget, frozenset[str]]:
             raise BudgetError(f"expected 'keyword = value', e.g. 'max_queries = 20'; got {line!r}")
         try:
             kwargs[name.strip()] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise BudgetError(
                 f"{name.strip()}: {raw.strip()!r} is not a value; use e.g. 10, True or ['idx_a']"
             ) from None

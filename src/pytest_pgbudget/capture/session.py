@@ -124,7 +124,9 @@ class Capture:
                     return _statements(records[:index])
             if time.monotonic() > deadline:
                 self._pending = records
-                raise TimeoutError(f"the server log did not show the capture marker within {timeout}s")
+                raise TimeoutError(
+                    f"the server log did not show the capture marker within {timeout}s"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
             records = records + self.tail.read()

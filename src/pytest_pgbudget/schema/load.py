@@ -63,7 +63,9 @@ def _import_loader(spec: str) -> Callable[[psycopg.Connection[Any]], object]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SchemaError(f"pgbudget_schema: cannot import {module_name!r} for {spec!r}: {exc}") from None
+        raise SchemaError(
+            f"pgbudget_schema: cannot import {module_name!r} for {spec!r}: {exc}"
+        ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise SchemaError(f"pgbudget_schema: {module_name} has no function {func_name!r}")

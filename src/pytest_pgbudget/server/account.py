@@ -68,8 +68,8 @@ def _allowed(path: Path, account: Account, mode: int) -> bool:
     else:
         shift = 0
     bits = (st.st_mode >> shift) & 0o7
-    wanted = (4 if mode & os.R_OK else 0) | (2 if mode & os.W_OK else 0) | (
-        1 if mode & os.X_OK else 0
+    wanted = (
+        (4 if mode & os.R_OK else 0) | (2 if mode & os.W_OK else 0) | (1 if mode & os.X_OK else 0)
     )
     return bits & wanted == wanted
 

@@ -72,7 +72,9 @@ def sweep_containers(client: Any) -> int:
     return removed
 
 
-def start_container(settings: Settings, wanted: Mapping[str, str]) -> tuple[ContainerController, str]:
+def start_container(
+    settings: Settings, wanted: Mapping[str, str]
+) -> tuple[ContainerController, str]:
     try:
         from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
     except ImportError:
@@ -81,7 +83,11 @@ def start_container(settings: Settings, wanted: Mapping[str, str]) -> tuple[Cont
         ) from None
     password = secrets.token_urlsafe(18)
     container = PostgresContainer(
-        settings.image, username="postgres", password=password, dbname="postgres", driver=None,
+        settings.image,
+        username="postgres",
+        password=password,
+        dbname="postgres",
+        driver=None,
         labels={
             LABEL_OWNER: str(os.getpid()),
             LABEL_OWNER_START: _process_start(os.getpid()) or "",

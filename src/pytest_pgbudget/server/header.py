@@ -42,5 +42,7 @@ def _describe(settings: Settings) -> str:
     if embedded is not None:
         return f"pgbudget: PostgreSQL {embedded.version} (embedded backend), settings: {_origin(settings)}"
     if backend in ("auto", "container"):
-        return f"pgbudget: image {settings.image} (container backend), settings: {_origin(settings)}"
+        return (
+            f"pgbudget: image {settings.image} (container backend), settings: {_origin(settings)}"
+        )
     return f"pgbudget: backend {backend} (no binaries found)"

@@ -213,15 +213,17 @@ class _External:
         return None
 
 
-def _start_local(binaries: Binaries, backend: str, settings: Settings,
-                 wanted: Mapping[str, str], origin: str) -> PgServer:
+def _start_local(
+    binaries: Binaries, backend: str, settings: Settings, wanted: Mapping[str, str], origin: str
+) -> PgServer:
     from .local import LocalCluster
 
     cluster = LocalCluster(binaries, backend)
     cluster.start(wanted, settings.start_timeout)
     try:
-        dsn = conninfo.make_conninfo(host=cluster.host, port="5432", user="postgres",
-                                     dbname="postgres")
+        dsn = conninfo.make_conninfo(
+            host=cluster.host, port="5432", user="postgres", dbname="postgres"
+        )
         server = _describe(backend, dsn, cluster, wanted, f"{origin}; {binaries.origin}")
     except BaseException:
         cluster.stop()
@@ -238,8 +240,14 @@ def _start_external(settings: Settings, profile: Mapping[str, str]) -> PgServer:
     params = private_passfile(dict(params))
     dsn = conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
     try:
-        server = _describe("external", dsn, _External(), profile,
-                           "the server's own configuration", owns_server=False)
+        server = _describe(
+            "external",
+            dsn,
+            _External(),
+            profile,
+            "the server's own configuration",
+            owns_server=False,
+        )
     except psycopg.OperationalError as exc:
         message = str(exc).strip().replace(str(settings.dsn), redact(settings.dsn))
         raise ServerError(
