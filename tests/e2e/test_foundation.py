@@ -59,7 +59,9 @@ def test_database_isolation(project, backend: str) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([f"pgbudget: PostgreSQL *({backend} backend*settings: seed + test + capture*"])
+    result.stdout.fnmatch_lines(
+        [f"pgbudget: PostgreSQL *({backend} backend*settings: seed + test + capture*"]
+    )
 
 
 def test_container_backend(project) -> None:
@@ -119,7 +121,7 @@ def test_password_never_in_artifacts(project, pg_server) -> None:
     with pg_server.connect() as admin:
         admin.execute(f"CREATE ROLE budget_user LOGIN SUPERUSER PASSWORD '{secret}'")
     try:
-        dsn = pg_server.dsn.replace("user=postgres", "user=budget_user") + f" password={secret}"
+        dsn = psycopg.conninfo.make_conninfo(pg_server.dsn, user="budget_user", password=secret)
         pytester = project("")
         pytester.makepyfile(
             test_fail="""
@@ -151,15 +153,23 @@ def test_schema_error_names_file_and_line(project) -> None:
     result = pytester.runpytest_subprocess()
     assert result.ret == 3
     out = result.stdout.str()
-    result.stdout.fnmatch_lines(["*002_broken.sql:4: 42703: column \"missing_column\" does not exist*"])
-    assert out.count("missing_column\" does not exist") == 1  # the run stopped once
+    result.stdout.fnmatch_lines(
+        ['*002_broken.sql:4: 42703: column "missing_column" does not exist*']
+    )
+    assert out.count('missing_column" does not exist') == 1  # the run stopped once
 
 
 @pytest.mark.parametrize(
     ("ini", "expected"),
     [
-        ("pgbudget_backend = mainframe", "*pgbudget_backend must be one of auto, local, embedded, container, external*"),
-        ("pgbudget_isolation = savepoint", "*pgbudget_isolation must be one of database, transaction*"),
+        (
+            "pgbudget_backend = mainframe",
+            "*pgbudget_backend must be one of auto, local, embedded, container, external*",
+        ),
+        (
+            "pgbudget_isolation = savepoint",
+            "*pgbudget_isolation must be one of database, transaction*",
+        ),
         ("pgbudget_settings = work_mem 4MB", "*pgbudget_settings: expected 'name = value'*"),
         ("pgbudget_backend = external", "*external backend needs a server*"),
     ],
@@ -173,7 +183,10 @@ def test_bad_configuration_is_a_usage_error(project, ini: str, expected: str) ->
 
 
 def test_missing_schema_file_stops_once(project) -> None:
-    pytester = project("pgbudget_schema = nowhere.sql\n", test_x_py="def test_a(pg_db): pass\ndef test_b(pg_db): pass\n")
+    pytester = project(
+        "pgbudget_schema = nowhere.sql\n",
+        test_x_py="def test_a(pg_db): pass\ndef test_b(pg_db): pass\n",
+    )
     result = pytester.runpytest_subprocess()
     assert result.ret == 3
     result.stdout.fnmatch_lines(["*'nowhere.sql' is neither a file nor a directory*"])
@@ -181,7 +194,9 @@ def test_missing_schema_file_stops_once(project) -> None:
 
 def test_unreachable_dsn_stops_once(project) -> None:
     pytester = project("", test_x_py="def test_a(pg_db): pass\ndef test_b(pg_db): pass\n")
-    result = pytester.runpytest_subprocess("--pgbudget-dsn=host=127.0.0.1 port=1 user=x connect_timeout=2")
+    result = pytester.runpytest_subprocess(
+        "--pgbudget-dsn=host=127.0.0.1 port=1 user=x connect_timeout=2"
+    )
     assert result.ret == 3
     assert result.stdout.str().count("cannot connect to the external server") == 1
 
@@ -202,7 +217,11 @@ def test_settings_layers_and_hook(project) -> None:
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*settings: seed + test + capture + pgbudget_settings (2) + pytest_pgbudget_server_settings hook*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*settings: seed + test + capture + pgbudget_settings (2) + pytest_pgbudget_server_settings hook*"
+        ]
+    )
 
 
 def test_loader_function_and_template_hook(project) -> None:
@@ -264,7 +283,9 @@ def test_leaked_connection_is_reported(project) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*PgBudgetWarning: test_leak.py::test_leaks left 1 connection(s) open*"])
+    result.stdout.fnmatch_lines(
+        ["*PgBudgetWarning: test_leak.py::test_leaks left 1 connection(s) open*"]
+    )
 
 
 def test_xdist_workers_are_isolated(project) -> None:
