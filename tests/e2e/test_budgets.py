@@ -174,24 +174,26 @@ def test_fail_several_reported_together(pg_conn):
 def test_every_keyword_passes_and_fails(project) -> None:
     result = run(project, KEYWORDS)
     result.assert_outcomes(passed=3, failed=11)
-    result.stdout.fnmatch_lines_random([
-        "*Expected to perform 3 queries or less but 5 were done*",
-        "*the same statement ran 5 times (N+1?): budget max_repeats=2*",
-        "*hint: fetch the rows in one query*",
-        "*Seq Scan on accounts (20000 rows): budget forbids seq scans over 1000 rows*",
-        "*>> Seq Scan on accounts*",
-        "*hint: an index would serve the filter: CREATE INDEX ON accounts (email)*",
-        "*Seq Scan on countries (2 rows): budget forbids seq scans on countries*",
-        "*no plan used index accounts_email_idx (indexes used: accounts_pkey)*",
-        "*Sort (external merge*spilled to disk (external sort): budget forbids temp spills*",
-        "*hint: raise work_mem*",
-        "*shared buffers (hit*budget max_buffers=10*",
-        "*slowest statement took*budget max_ms=1e-06*",
-        "*p95 of 1 statements is*(fewer than 20 samples: p95 is the maximum)*",
-        "*1 statements took*budget total_ms=1e-06*",
-        "*2 pgbudget violations in test_budget.py::test_fail_several_reported_together*",
-        "*latency only: timings vary*",
-    ])
+    result.stdout.fnmatch_lines_random(
+        [
+            "*Expected to perform 3 queries or less but 5 were done*",
+            "*the same statement ran 5 times (N+1?): budget max_repeats=2*",
+            "*hint: fetch the rows in one query*",
+            "*Seq Scan on accounts (20000 rows): budget forbids seq scans over 1000 rows*",
+            "*>> Seq Scan on accounts*",
+            "*hint: an index would serve the filter: CREATE INDEX ON accounts (email)*",
+            "*Seq Scan on countries (2 rows): budget forbids seq scans on countries*",
+            "*no plan used index accounts_email_idx (indexes used: accounts_pkey)*",
+            "*Sort (external merge*spilled to disk (external sort): budget forbids temp spills*",
+            "*hint: raise work_mem*",
+            "*shared buffers (hit*budget max_buffers=10*",
+            "*slowest statement took*budget max_ms=1e-06*",
+            "*p95 of 1 statements is*(fewer than 20 samples: p95 is the maximum)*",
+            "*1 statements took*budget total_ms=1e-06*",
+            "*2 pgbudget violations in test_budget.py::test_fail_several_reported_together*",
+            "*latency only: timings vary*",
+        ]
+    )
 
 
 def test_verbose_lists_every_statement(project) -> None:
@@ -236,12 +238,14 @@ def test_markers_merge_closest_wins_and_defaults(project) -> None:
     """
     result = run(project, tests, ini=INI + "pgbudget_default_budget =\n    no_seq_scan = True\n")
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines([
-        "*_ TestOrders.test_function_marker_wins _*",
-        "Expected to perform 2 queries or less but 3 were done",
-        "*_ test_module_marker _*",
-        "Expected to perform 1 queries or less but 2 were done",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ TestOrders.test_function_marker_wins _*",
+            "Expected to perform 2 queries or less but 3 were done",
+            "*_ test_module_marker _*",
+            "Expected to perform 1 queries or less but 2 were done",
+        ]
+    )
 
 
 def test_default_budget_applies_without_marker(project) -> None:
@@ -257,8 +261,14 @@ def test_default_budget_applies_without_marker(project) -> None:
 @pytest.mark.parametrize(
     ("marker", "expected"),
     [
-        ("max_querys=3", "*test_budget.py::test_x: @pgbudget: unknown keyword 'max_querys'; valid keywords: max_ms, p95_ms*"),
-        ("max_queries='3'", "*test_budget.py::test_x: @pgbudget: max_queries must be an integer, e.g. max_queries=10; got '3'*"),
+        (
+            "max_querys=3",
+            "*test_budget.py::test_x: @pgbudget: unknown keyword 'max_querys'; valid keywords: max_ms, p95_ms*",
+        ),
+        (
+            "max_queries='3'",
+            "*test_budget.py::test_x: @pgbudget: max_queries must be an integer, e.g. max_queries=10; got '3'*",
+        ),
         ("no_seq_scan=[]", "*no_seq_scan must be a name or a list of names*"),
         ("plan='sometimes'", "*plan must be 'actual' or 'capable'; got 'sometimes'*"),
     ],
@@ -326,7 +336,9 @@ def test_hooks_capture_check_and_violation(project) -> None:
     """
     result = run(project, tests, "-s", conftest_py=conftest)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines_random(["*DELETE is forbidden here*", "*VIOLATION-HOOK no_delete*", "*CAPTURED-HOOK 1*"])
+    result.stdout.fnmatch_lines_random(
+        ["*DELETE is forbidden here*", "*VIOLATION-HOOK no_delete*", "*CAPTURED-HOOK 1*"]
+    )
 
 
 def test_terminal_summary_names_worst_offenders(project) -> None:
@@ -336,13 +348,15 @@ def test_terminal_summary_names_worst_offenders(project) -> None:
     """
     result = run(project, tests)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        "*= pgbudget =*",
-        "*1 statements captured in 1 tests; 0 budget violations*",
-        "*slowest statements:*",
-        "*largest seq scans:*",
-        "*20000 rows  accounts  (test_budget.py::test_scan)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*= pgbudget =*",
+            "*1 statements captured in 1 tests; 0 budget violations*",
+            "*slowest statements:*",
+            "*largest seq scans:*",
+            "*20000 rows  accounts  (test_budget.py::test_scan)*",
+        ]
+    )
 
 
 def test_capture_in_a_container(project) -> None:
