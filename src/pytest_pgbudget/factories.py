@@ -165,6 +165,7 @@ def _supply(
             supply.build_template()
         except PgBudgetError as exc:
             _stop_run(str(exc))
+            raise  # pragma: no cover - pytest.exit raised
         runtime.supplies[key] = supply
     return supply
 

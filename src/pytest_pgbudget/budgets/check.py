@@ -165,7 +165,7 @@ def _plans(budget: Budget, statements: Sequence[Statement]) -> list[Violation]:
                         "no_temp_spill",
                         f"{spill.node} spilled to disk ({spill.kind}): budget forbids temp spills",
                         statement,
-                        mark=lambda node, spill=spill: _spill_node(node, spill),
+                        mark=_marks_spill(spill),
                         hint="raise work_mem for this query (SET LOCAL work_mem = '16MB'), or sort/hash "
                         "fewer rows (filter earlier, use an index that returns rows in order)",
                         extra=(spill.detail,) if spill.detail else (),
@@ -184,8 +184,11 @@ def _plans(budget: Budget, statements: Sequence[Statement]) -> list[Violation]:
     return found
 
 
-def _spill_node(node: Node, spill: Spill) -> bool:
-    return _node_spill(node) == spill
+def _marks_spill(spill: Spill) -> Callable[[Node], bool]:
+    def mark(node: Node) -> bool:
+        return _node_spill(node) == spill
+
+    return mark
 
 
 def _indexes(

