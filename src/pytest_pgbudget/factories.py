@@ -84,9 +84,22 @@ def get_runtime(config: pytest.Config) -> Runtime:
     return config.stash[runtime_key]
 
 
+#: Exit status of a run stopped by an environment failure (no server, schema error).
+STOPPED = 3
+
+
 def _stop_run(message: str) -> None:
-    """Stop the whole run once: an environment failure would fail every test alike."""
-    pytest.exit(f"pytest-pgbudget: {message}", returncode=3)
+    """Stop the whole run once: an environment failure would fail every test alike.
+
+    pytest.exit with status 3 would suppress the terminal summary (3 is pytest's
+    internal-error status), so the run is interrupted and the status set to 3 at
+    session finish (see ``plugin.pytest_sessionfinish``).
+    """
+    stopped.append(message)
+    pytest.exit(f"pytest-pgbudget: {message}", returncode=pytest.ExitCode.INTERRUPTED)
+
+
+stopped: list[str] = []
 
 
 def pg_server(

@@ -31,6 +31,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     get_runtime(config)  # parse and validate every option now: a bad one is a usage error
+    factories.stopped.clear()
     config.stash[summary_key] = Summary()
     config.addinivalue_line(
         "markers",
@@ -167,6 +168,12 @@ def pgbudget(request: pytest.FixtureRequest) -> BudgetHelper:
     return BudgetHelper(
         test_capture(item), _capability(item), verbose=request.config.get_verbosity() > 0
     )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if factories.stopped:
+        session.exitstatus = factories.STOPPED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

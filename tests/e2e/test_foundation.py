@@ -99,6 +99,7 @@ def test_external_backend_drops_only_its_own(project, pg_server) -> None:
     """Our own server stands in for a user's; the inner run gets only its DSN."""
     with pg_server.connect() as admin:
         admin.execute("CREATE DATABASE users_precious")
+        before = {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
     try:
         pytester = project(
             "pgbudget_schema = schema.sql\n",
@@ -110,7 +111,7 @@ def test_external_backend_drops_only_its_own(project, pg_server) -> None:
         with pg_server.connect() as admin:
             names = {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
         assert "users_precious" in names
-        assert not [n for n in names if n.startswith("pgbudget_")], names
+        assert names == before, names - before
     finally:
         with pg_server.connect() as admin:
             admin.execute("DROP DATABASE users_precious")

@@ -129,9 +129,11 @@ def _open_up(root: Path) -> None:
             path.chmod(mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
 
-def shared_cache_root() -> Path:
-    """A cache directory every account can read, e.g. ``/tmp/pgbudget-cache-0``."""
-    root = Path(tempfile.gettempdir()) / f"pgbudget-cache-{os.geteuid()}"
+def shared_cache_root(account: Account) -> Path:
+    """A cache directory the server account can read, e.g. ``/tmp/pgbudget-cache-0``."""
+    from .rundir import temp_base
+
+    root = temp_base(account) / f"pgbudget-cache-{os.geteuid()}"
     root.mkdir(mode=0o755, exist_ok=True)
     st = root.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():

@@ -63,7 +63,7 @@ class LocalCluster:
     def __init__(self, binaries: Binaries, backend: str) -> None:
         self.backend = backend
         self.account = server_account()
-        self.cache_root = shared_cache_root()
+        self.cache_root = shared_cache_root(self.account)
         self.binaries = reachable_binaries(binaries, self.account, self.cache_root)
         self.version = self.binaries.version
         self.major = int(self.version.split(".")[0])

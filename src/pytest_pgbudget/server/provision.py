@@ -128,7 +128,7 @@ def private_passfile(params: dict[str, Any]) -> dict[str, Any]:
     password = params.pop("password", None)
     if not password:
         return params
-    directory = Path(tempfile.mkdtemp(prefix="pgbudget-pass-"))
+    directory = Path(tempfile.mkdtemp(prefix="pgbpass-"))
     passfile = directory / "pgpass"
 
     def esc(value: Any) -> str:

@@ -36,6 +36,17 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def temp_base(account: Account, room: int = 0) -> Path:
+    """The first temporary directory the server account can reach, leaving ``room``
+    bytes of socket path: ``TMPDIR`` (or the platform default), else ``/tmp``."""
+    candidates = (Path(tempfile.gettempdir()), Path("/tmp"))
+    for base in candidates:
+        fits = len(str(base)) + room <= SOCKET_PATH_LIMIT
+        if fits and base.is_dir() and account.can_reach(base, os.X_OK):
+            return base
+    return Path("/tmp")
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -67,11 +78,7 @@ class RunDir:
     @classmethod
     def create(cls, account: Account) -> RunDir:
         """Make a new private directory whose socket path fits the limit."""
-        for base in (Path(tempfile.gettempdir()), Path("/tmp")):
-            if len(str(base)) + 30 + len(SOCKET_NAME) <= SOCKET_PATH_LIMIT and base.is_dir():
-                break
-        else:  # pragma: no cover - /tmp always fits
-            raise OSError("no temporary directory gives a short enough socket path")
+        base = temp_base(account, room=30 + len(SOCKET_NAME))
         path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=base))
         run = cls(path)
         owner = {"pid": os.getpid(), "start": _process_start(os.getpid()), "time": time.time()}
