@@ -181,7 +181,7 @@ class DatabaseSupply:
             ).fetchall()
             if not rows or time.monotonic() > deadline:
                 break
-            time.sleep(0.01)
+            time.sleep(0.001)
         if self.isolation == "database":
             self._tasks.put(("drop", db.name))
         return [

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from .budgets.enforce import TestCapture
+from .budgets.enforce import CaptureWindow
 from .capture.session import Capture
 from .databases import DatabaseSupply, PgDatabase
 from .errors import PgBudgetError
@@ -53,14 +53,14 @@ class Runtime:
 
 
 runtime_key = pytest.StashKey[Runtime]()
-test_capture_key = pytest.StashKey[TestCapture]()
+capture_window_key = pytest.StashKey[CaptureWindow]()
 
 
-def test_capture(item: pytest.Item) -> TestCapture:
+def capture_window(item: pytest.Item) -> CaptureWindow:
     """The capture window of one test, made on first use."""
-    if test_capture_key not in item.stash:
-        item.stash[test_capture_key] = TestCapture(item.nodeid)
-    return item.stash[test_capture_key]
+    if capture_window_key not in item.stash:
+        item.stash[capture_window_key] = CaptureWindow(item.nodeid)
+    return item.stash[capture_window_key]
 
 
 def capture_for(runtime: Runtime, server: PgServer) -> Capture:
@@ -170,7 +170,7 @@ def _supply(
                 server,
                 sources,
                 isolation,
-                on_create=capture_for(runtime, server).enable,
+                on_create=capture_for(runtime, server).enable if runtime.settings.capture else None,
                 after_load=lambda conn: config.hook.pytest_pgbudget_template_loaded(
                     config=config, server=server, connection=conn
                 ),
@@ -204,7 +204,8 @@ def pg_db(
         if not server.alive():
             _stop_run(f"the PostgreSQL server ({server.backend} backend) is no longer running")
         db = supply.acquire()
-        test_capture(request.node).sources.append((capture_for(runtime, server), db.name))
+        if runtime.settings.capture:
+            capture_window(request.node).sources.append((capture_for(runtime, server), db.name))
         try:
             yield db
         finally:
@@ -233,7 +234,7 @@ def pg_conn(db_fixture: str = "pg_db") -> Any:
     def conn_fixture(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
         db: PgDatabase = request.getfixturevalue(db_fixture)
         conn = db.connect()
-        test_capture(request.node).connections.append(conn)
+        capture_window(request.node).connections.append(conn)
         try:
             yield conn
         finally:

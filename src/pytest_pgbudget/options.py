@@ -45,6 +45,15 @@ def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(raw.split())
 
 
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise pytest.UsageError(f"pytest-pgbudget: {name} must be on or off; got {raw!r}")
+
+
 def _float(name: str, raw: str) -> float:
     try:
         return float(raw)
@@ -138,6 +147,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MODE",
     ),
     Option(
+        "capture",
+        "Capture every statement of every test (auto_explain). 'off' keeps the server and "
+        "databases but checks no budget: for timing a suite without capture overhead.",
+        "on",
+        _bool,
+        metavar="on|off",
+    ),
+    Option(
         "default_budget",
         "Budget for every test that uses the database, one 'keyword = value' per line "
         "(the @pgbudget keywords); markers override it keyword by keyword.",
@@ -201,6 +218,7 @@ class Settings:
     schema: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     isolation: str = "database"
+    capture: bool = True
     default_budget: tuple[str, ...] = ()
     start_timeout: float = 60.0
     rootdir: Path = field(default_factory=Path.cwd)

@@ -11,7 +11,7 @@ from . import factories, hookspecs
 from .budgets.enforce import BudgetHelper, Capability, calibrate, enforce, resolve_marker
 from .budgets.spec import LATENCY_KEYWORDS, Budget, BudgetError, parse_ini_budget
 from .capture.statements import Statement
-from .factories import get_runtime, test_capture, test_capture_key
+from .factories import get_runtime, capture_window, capture_window_key
 from .options import add_options
 from .server.header import describe_planned
 from .summary import Summary
@@ -69,7 +69,7 @@ def _latency_scale(item: pytest.Item, budget: Budget) -> float:
 
 
 def _capability(item: pytest.Item) -> Capability | None:
-    context = item.stash.get(test_capture_key, None)
+    context = item.stash.get(capture_window_key, None)
     if context is None or not context.sources:
         return None
     capture = context.sources[0][0]
@@ -80,7 +80,7 @@ def _capability(item: pytest.Item) -> Capability | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    context = item.stash.get(test_capture_key, None)
+    context = item.stash.get(capture_window_key, None)
     if context is None or not context.sources:
         return (yield)
     context.collect()  # what fixtures did during set-up does not count
@@ -143,7 +143,7 @@ class QueryLog:
         self._item = item
 
     def _statements(self) -> list[Statement]:
-        context = test_capture(self._item)
+        context = capture_window(self._item)
         context.collect()
         return context.statements
 
@@ -166,7 +166,7 @@ def pgbudget(request: pytest.FixtureRequest) -> BudgetHelper:
     request.getfixturevalue("pg_db")
     item = request.node
     return BudgetHelper(
-        test_capture(item), _capability(item), verbose=request.config.get_verbosity() > 0
+        capture_window(item), _capability(item), verbose=request.config.get_verbosity() > 0
     )
 
 

@@ -452,7 +452,7 @@ def test_server_crash_failure_reason_is_shown(project, cleanup) -> None:
 
 def _stale_dir(cleanup: dict[str, list[Any]]) -> Path:
     """A run dir as a dead run leaves it, still without owner and ``postmaster.pid``."""
-    path = Path(tempfile.mkdtemp(prefix="pgbudget-stale", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="pgbudget-run-stale", dir="/tmp"))
     cleanup["paths"].append(path)
     (path / "data").mkdir()
     (path / "log").mkdir()
@@ -545,11 +545,6 @@ def test_two_concurrent_runs(project, cleanup) -> None:
         assert_swept(run)
 
 
-@pytest.mark.xfail(
-    reason="open: the passfile now survives the sweep (prefix pgbpass-), but in this scenario the "
-    "external run's databases are left on the server and the role cannot be dropped; next session",
-    strict=False,
-)
 def test_concurrent_sweep_spares_a_live_runs_password_file(project, pg_server, cleanup) -> None:
     with pg_server.connect() as admin:
         admin.execute("CREATE ROLE pgb_reliability LOGIN SUPERUSER PASSWORD 'Tr0mb0ne-S3cret'")
@@ -578,15 +573,18 @@ def test_concurrent_sweep_spares_a_live_runs_password_file(project, pg_server, c
         test_local_py="def test_local(pg_conn):\n    pg_conn.execute('SELECT 1')\n",
     )
     external = Inner(
-        pytester, "test_long.py", "--pgbudget-backend=external",
-        f"--pgbudget-dsn={dsn}", name="external",
+        pytester,
+        "test_long.py",
+        "--pgbudget-backend=external",
+        f"--pgbudget-dsn={dsn}",
+        name="external",
     )
     cleanup["procs"].append(external)
     report = pytester.path / "passfile"
     assert wait_until(lambda: report.exists() or external.popen.poll() is not None, 30)
     assert report.exists(), external.output()
     passdir = Path(report.read_text()).parent
-    assert passdir.name.startswith("pgbudget-pass-")
+    assert passdir.name.startswith("pgbpass-")
     cleanup["paths"].append(passdir)
     # The external session has been running for two minutes.
     old = time.time() - 120

@@ -41,7 +41,7 @@ def resolve_marker(item: pytest.Item, default: Budget, default_keys: frozenset[s
 
 
 @dataclass
-class TestCapture:
+class CaptureWindow:
     """The statements one test runs, across its databases and connections."""
 
     nodeid: str
@@ -151,7 +151,7 @@ class BudgetHelper:
                 client.get("/accounts")
     """
 
-    def __init__(self, context: TestCapture, capable: Capability | None, verbose: bool) -> None:
+    def __init__(self, context: CaptureWindow, capable: Capability | None, verbose: bool) -> None:
         self._context = context
         self._capable = capable
         self._verbose = verbose
@@ -172,7 +172,7 @@ class BudgetBlock:
     """The context manager returned by ``pgbudget.budget(...)``."""
 
     def __init__(
-        self, spec: Budget, context: TestCapture, capable: Capability | None, verbose: bool
+        self, spec: Budget, context: CaptureWindow, capable: Capability | None, verbose: bool
     ) -> None:
         self.spec = spec
         self.statements: list[Statement] = []

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .account import Account
 
-PREFIX = "pgbudget-"
+#: Run directories, and only they, carry this prefix; the sweep touches nothing else.
+PREFIX = "pgbudget-run-"
 #: A unix socket path is limited to 107 bytes on Linux (103 on macOS).
 SOCKET_PATH_LIMIT = 103
 SOCKET_NAME = ".s.PGSQL.5432"
@@ -155,7 +156,7 @@ def sweep(bases: tuple[Path, ...] | None = None) -> list[Path]:
         except OSError:
             continue
         for path in entries:
-            if not path.is_dir() or path.is_symlink() or path.name.startswith(PREFIX + "cache"):
+            if not path.is_dir() or path.is_symlink():
                 continue
             try:
                 if path.stat().st_uid not in (os.geteuid(),) and os.geteuid() != 0:
