@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import SchemaError, ServerError
+from .health import INDEXES_QUERY
 from .schema.load import SchemaSource, load
 from .server import PgServer
 
@@ -64,12 +65,16 @@ class DatabaseSupply:
         isolation: str,
         on_create: DatabaseHook | None = None,
         after_load: Callable[[psycopg.Connection[Any]], None] | None = None,
+        before_drop: Callable[[psycopg.Connection[Any]], None] | None = None,
     ) -> None:
         self.server = server
         self.sources = sources
         self.isolation = isolation
         self.on_create = on_create
         self.after_load = after_load
+        self.before_drop = before_drop
+        #: The schema's indexes, ``{index: table}``, read from the template.
+        self.indexes: dict[str, str] = {}
         self.prefix = f"pgbudget_{secrets.token_hex(4)}"
         self.template = f"{self.prefix}_tpl"
         self._created: set[str] = set()
@@ -94,6 +99,8 @@ class DatabaseSupply:
                     self.after_load(conn)
                 conn.autocommit = True
                 conn.execute("ANALYZE")
+                rows = conn.execute(INDEXES_QUERY).fetchall()
+                self.indexes = {str(name): str(table) for name, table in rows}
         except BaseException:
             # A half-built template never survives: drop it before reporting.
             self._drop(self.template)
@@ -126,6 +133,12 @@ class DatabaseSupply:
 
     def _drop(self, name: str, conn: psycopg.Connection[Any] | None = None) -> None:
         conn = conn or self._admin
+        if self.before_drop is not None and name != self.template:
+            try:
+                with self.server.connect(name) as db_conn:
+                    self.before_drop(db_conn)
+            except psycopg.Error:
+                pass  # statistics are a report; a database that cannot be read is still dropped
         force = sql.SQL(" WITH (FORCE)") if self.server.version_num >= 130000 else sql.SQL("")
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
         self._created.discard(name)

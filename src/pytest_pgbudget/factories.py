@@ -17,6 +17,7 @@ environment and the defaults, in that order.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .budgets.enforce import CaptureWindow
 from .capture.session import Capture
 from .databases import DatabaseSupply, PgDatabase
 from .errors import PgBudgetError
+from .health import Health
 from .options import ISOLATIONS, Settings, load_settings
 from .schema.load import resolve
 from .server import PgServer, provision
@@ -50,6 +52,8 @@ class Runtime:
     supplies: dict[tuple[int, tuple[str, ...], str], DatabaseSupply] = field(default_factory=dict)
     captures: dict[int, Capture] = field(default_factory=dict)
     latency_scale: float | None = None
+    health: Health = field(default_factory=Health)
+    health_report: tuple[list[str], list[str]] | None = None
 
 
 runtime_key = pytest.StashKey[Runtime]()
@@ -149,7 +153,12 @@ def pg_server(
                 runtime.supplies.pop(key).close()
             capture = runtime.captures.pop(id(server), None)
             if capture is not None:
-                capture.close()
+                if server.alive():
+                    with contextlib.suppress(psycopg.Error, TimeoutError):
+                        capture.sync()  # the last lock waits
+                runtime.health.add_lock_waits(capture.lock_waits)
+                with contextlib.suppress(psycopg.Error):
+                    capture.close()
             runtime.servers.remove(server)
             server.controller.stop()
 
@@ -174,10 +183,15 @@ def _supply(
                 after_load=lambda conn: config.hook.pytest_pgbudget_template_loaded(
                     config=config, server=server, connection=conn
                 ),
+                before_drop=runtime.health.read_database,
             )
             supply.build_template()
+            runtime.health.add_schema_indexes(supply.indexes.items())
         except PgBudgetError as exc:
             _stop_run(str(exc))
+            raise  # pragma: no cover - pytest.exit raised
+        except psycopg.Error as exc:
+            _stop_run(f"building the template database failed: {exc}")
             raise  # pragma: no cover - pytest.exit raised
         runtime.supplies[key] = supply
     return supply

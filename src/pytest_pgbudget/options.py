@@ -164,6 +164,36 @@ OPTIONS: tuple[Option, ...] = (
         cli=False,
     ),
     Option(
+        "health_cache_hit_ratio",
+        "Session health: buffer cache hit ratio of heap blocks must stay above this percent "
+        "(cold first reads of each test database excluded); 0 turns the check off.",
+        "95",
+        _float,
+        metavar="PERCENT",
+    ),
+    Option(
+        "health_index_hit_ratio",
+        "Session health: index block hit ratio must stay above this percent; 0 turns it off.",
+        "99",
+        _float,
+        metavar="PERCENT",
+    ),
+    Option(
+        "health_lock_wait_ms",
+        "Session health: no lock wait may reach this many ms (also sets deadlock_timeout, "
+        "so longer waits are logged); 0 turns it off.",
+        "10",
+        _float,
+        metavar="MS",
+    ),
+    Option(
+        "health_unused_indexes",
+        "Session health: indexes of the schema no captured plan used: report, fail or off.",
+        "report",
+        _choice("report", "fail", "off"),
+        metavar="MODE",
+    ),
+    Option(
         "start_timeout",
         "Seconds to wait for a server to accept connections.",
         "60",
@@ -197,7 +227,7 @@ def raw_value(config: pytest.Config, option: Option) -> tuple[str, str]:
         if value is not None:
             return str(value), option.flag
     ini = config.getini(option.ini)
-    if ini is not None and ini != []:
+    if ini is not None:  # registered with default=None: absent reads back as None
         if isinstance(ini, list):
             return "\n".join(str(item) for item in ini), option.ini
         return str(ini), option.ini
@@ -220,6 +250,10 @@ class Settings:
     isolation: str = "database"
     capture: bool = True
     default_budget: tuple[str, ...] = ()
+    health_cache_hit_ratio: float = 95.0
+    health_index_hit_ratio: float = 99.0
+    health_lock_wait_ms: float = 10.0
+    health_unused_indexes: str = "report"
     start_timeout: float = 60.0
     rootdir: Path = field(default_factory=Path.cwd)
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -247,7 +281,7 @@ def parse_setting_lines(lines: Iterable[str], origin: str) -> dict[str, str]:
                 f"got {line!r}"
             )
         if len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
+            value = value[1:-1].replace("''", "'")
         result[name] = value
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -11,7 +12,8 @@ from . import factories, hookspecs
 from .budgets.enforce import BudgetHelper, Capability, calibrate, enforce, resolve_marker
 from .budgets.spec import LATENCY_KEYWORDS, Budget, BudgetError, parse_ini_budget
 from .capture.statements import Statement
-from .factories import get_runtime, capture_window, capture_window_key
+from .factories import capture_window, capture_window_key, get_runtime
+from .health import Thresholds
 from .options import add_options
 from .server.header import describe_planned
 from .summary import Summary
@@ -87,13 +89,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     context.recording = True
     try:
         result = yield
-    finally:
-        context.collect()
+    except BaseException:
         context.recording = False
+        with contextlib.suppress(Exception):  # the test's own error is the one to show
+            context.collect()
+        raise
+    context.collect()
+    context.recording = False
     statements = context.statements
     for statement in statements:
         item.config.hook.pytest_pgbudget_query_captured(item=item, statement=statement)
     item.config.stash[summary_key].add(item.nodeid, statements)
+    get_runtime(item.config).health.add_used(i for s in statements for i in s.indexes)
     budget = item.stash.get(budget_key, Budget())
     custom = [
         v
@@ -174,6 +181,22 @@ def pgbudget(request: pytest.FixtureRequest) -> BudgetHelper:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if factories.stopped:
         session.exitstatus = factories.STOPPED
+        return
+    runtime = get_runtime(session.config)
+    health = runtime.health
+    if not (health.heap_hit or health.heap_read or health.idx_hit or health.lock_waits):
+        return  # no test database was used
+    settings = runtime.settings
+    runtime.health_report = health.evaluate(
+        Thresholds(
+            cache_hit_ratio=settings.health_cache_hit_ratio,
+            index_hit_ratio=settings.health_index_hit_ratio,
+            lock_wait_ms=settings.health_lock_wait_ms,
+            unused_indexes=settings.health_unused_indexes,
+        )
+    )
+    if runtime.health_report[0] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -187,6 +210,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if summary is not None:
         for line in summary.lines(terminalreporter.config.get_verbosity()):
             terminalreporter.write_line(line)
+    if runtime.health_report is not None:
+        breaches, lines = runtime.health_report
+        verdict = f"FAILED ({len(breaches)} breached)" if breaches else "passed"
+        terminalreporter.write_line(f"session health: {verdict}", red=bool(breaches), bold=True)
+        for line in lines:
+            mark = "BREACH " if line in breaches else ""
+            terminalreporter.write_line(f"  {mark}{line}", red=bool(mark))
 
 
 pg_server = factories.pg_server()

@@ -311,7 +311,7 @@ def test_xdist_workers_are_isolated(project) -> None:
 def test_server_runs_unprivileged(pg_server) -> None:
     with pg_server.connect() as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    if pg_server.backend in ("local", "embedded"):
-        assert os.stat(f"/proc/{pid}").st_uid != 0
+        if pg_server.backend in ("local", "embedded"):
+            assert os.stat(f"/proc/{pid}").st_uid != 0
     with psycopg.connect(pg_server.dsn) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone()[0] in ("", "localhost", "127.0.0.1")

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..health import LockWait, lock_wait
 from ..server import PgServer
 from .log import FileSource, LogSource, LogTail, Record, SqlSource
 from .statements import Statement, from_record
@@ -51,6 +52,7 @@ class Capture:
         self.problems: list[str] = []
         self.db_settings: dict[str, str] = dict(CAPTURE_DB_SETTINGS)
         self._pending: list[Record] = []
+        self.lock_waits: list[LockWait] = []
         self.tail = self._open_log()
         self._check_auto_explain()
         if self.tail is not None:
@@ -121,6 +123,7 @@ class Capture:
             for index, record in enumerate(records):
                 if record.get("message") == wanted:
                     self._pending = records[index + 1 :]
+                    self.lock_waits += [w for r in records[:index] if (w := lock_wait(r))]
                     return _statements(records[:index])
             if time.monotonic() > deadline:
                 self._pending = records

@@ -9,6 +9,7 @@ once if the owner is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Mapping
@@ -112,10 +113,8 @@ def start_container(
         sweep_containers(container.get_docker_client().client)
         container.start()
     except Exception as exc:
-        try:
+        with contextlib.suppress(Exception):
             container.stop()
-        except Exception:
-            pass
         raise ServerError(
             f"the container backend could not start {settings.image!r}: "
             f"{type(exc).__name__}: {str(exc).replace(password, '***')}\n"

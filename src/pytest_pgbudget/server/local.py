@@ -8,6 +8,7 @@ cached data directory, which is much faster than a fresh ``initdb``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -102,10 +103,8 @@ class LocalCluster:
                 f"initdb failed (exit {result.returncode}) running as {self.account.name!r}:\n"
                 f"  {self.binaries.tool('initdb')} -D {data} {' '.join(_INITDB_ARGS)}\n{tail}"
             )
-        try:
+        with contextlib.suppress(OSError):  # a concurrent run cached it first
             data.rename(cached)
-        except OSError:  # a concurrent run cached it first
-            pass
         shutil.rmtree(partial, ignore_errors=True)
         return cached
 

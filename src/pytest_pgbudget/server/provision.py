@@ -82,18 +82,23 @@ class PgServer:
 
 
 def to_uri(params: Mapping[str, Any]) -> str:
-    """Connection parameters as a ``postgresql://user@host:port/dbname?...`` URI."""
+    """Connection parameters as a ``postgresql://user@host:port/dbname?...`` URI.
+
+    A unix-socket directory, an IPv6 address or a multi-host list goes in the
+    query string (``?host=...&port=...``), which libpq and asyncpg both read.
+    """
     rest = {k: str(v) for k, v in params.items() if v is not None}
     user = quote(rest.pop("user", ""), safe="")
     host = rest.pop("host", "")
     port = rest.pop("port", "")
     dbname = quote(rest.pop("dbname", ""), safe="")
-    if host.startswith("/"):
+    userinfo = f"{user}@" if user else ""
+    if host.startswith("/") or ":" in host or "," in host or "," in port:
         rest = {"host": host, **({"port": port} if port else {}), **rest}
-        netloc = f"{user}@" if user else ""
+        netloc = userinfo
     else:
-        netloc = (f"{user}@" if user else "") + host + (f":{port}" if port else "")
-    query = urlencode(rest, safe="/")
+        netloc = userinfo + host + (f":{port}" if port else "")
+    query = urlencode(rest, safe="/", quote_via=quote)
     return f"postgresql://{netloc}/{dbname}" + (f"?{query}" if query else "")
 
 
@@ -106,6 +111,9 @@ def layered_settings(
     for name, layer in profile_layers():
         merged.update(layer)
         origin.append(name)
+    if settings.health_lock_wait_ms > 0:
+        # Lock waits at least this long are logged, for the session health check.
+        merged["deadlock_timeout"] = f"{max(1, round(settings.health_lock_wait_ms))}ms"
     user = settings.server_settings
     if user:
         merged.update(user)

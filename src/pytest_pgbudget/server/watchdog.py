@@ -11,6 +11,7 @@ and removes ``RUNDIR``, or removes the container ``ID``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,10 +52,8 @@ def _spawn(args: list[str]) -> int:
 def _remove_container(container_id: str) -> None:
     import docker  # type: ignore[import-untyped]
 
-    try:
+    with contextlib.suppress(Exception):  # already gone, or the engine went away with it
         docker.from_env().containers.get(container_id).remove(force=True, v=True)
-    except Exception:  # already gone, or the engine went away with it
-        pass
 
 
 def main(argv: list[str]) -> int:
