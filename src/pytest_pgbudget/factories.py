@@ -54,6 +54,7 @@ class Runtime:
     latency_scale: float | None = None
     health: Health = field(default_factory=Health)
     health_report: tuple[list[str], list[str]] | None = None
+    written: list[str] = field(default_factory=list)
 
 
 runtime_key = pytest.StashKey[Runtime]()

@@ -54,6 +54,16 @@ def _bool(name: str, raw: str) -> bool:
     raise pytest.UsageError(f"pytest-pgbudget: {name} must be on or off; got {raw!r}")
 
 
+def _rules(name: str, raw: str) -> str:
+    from .baseline.compare import RuleError, parse_rules
+
+    try:
+        parse_rules(raw)
+    except RuleError as exc:
+        raise pytest.UsageError(f"pytest-pgbudget: {name}: {exc}") from None
+    return raw
+
+
 def _float(name: str, raw: str) -> float:
     try:
         return float(raw)
@@ -74,6 +84,8 @@ class Option:
     ini_type: str = "string"
     cli: bool = True
     metavar: str = "VALUE"
+    #: For a flag whose value may be left out (``--flag`` or ``--flag=VALUE``): the value then.
+    const: str | None = None
 
     @property
     def ini(self) -> str:
@@ -194,6 +206,43 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MODE",
     ),
     Option(
+        "save_baseline",
+        "Record a baseline of every test's statements (count, plan shape, buffers, rows, temp "
+        "blocks, duration percentiles) to PATH (default .pgbudget/baseline.json, meant to be "
+        "committed). Tests not run this time keep their entries.",
+        "",
+        metavar="PATH",
+        const=".pgbudget/baseline.json",
+    ),
+    Option(
+        "compare",
+        "Compare every test with the baseline at PATH (default .pgbudget/baseline.json); "
+        "regressions fail the test that regressed.",
+        "",
+        metavar="PATH",
+        const=".pgbudget/baseline.json",
+    ),
+    Option(
+        "compare_fail",
+        "What fails a test under --pgbudget-compare: comma-separated metric:threshold rules, "
+        "e.g. queries:+0,buffers:20%,plan:changed,p95_ms:100%.",
+        "queries:+0,plan:changed,buffers:20%",
+        _rules,
+        metavar="EXPRS",
+    ),
+    Option(
+        "json",
+        "Write everything captured, per test, as JSON (versioned schema) to PATH.",
+        "",
+        metavar="PATH",
+    ),
+    Option(
+        "html",
+        "Write a self-contained HTML report (plans, charts, violations) to PATH.",
+        "",
+        metavar="PATH",
+    ),
+    Option(
         "start_timeout",
         "Seconds to wait for a server to accept connections.",
         "60",
@@ -210,12 +259,14 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("pgbudget", "PostgreSQL performance budgets")
     for option in OPTIONS:
         if option.cli:
+            extra: dict[str, Any] = {"nargs": "?", "const": option.const} if option.const else {}
             group.addoption(
                 option.flag,
                 dest=option.dest,
                 default=None,
                 metavar=option.metavar,
                 help=f"{option.help} [ini: {option.ini}, env: {option.env}]",
+                **extra,
             )
         parser.addini(option.ini, option.help, type=option.ini_type, default=None)  # type: ignore[arg-type]
 
@@ -254,6 +305,11 @@ class Settings:
     health_index_hit_ratio: float = 99.0
     health_lock_wait_ms: float = 10.0
     health_unused_indexes: str = "report"
+    save_baseline: str = ""
+    compare: str = ""
+    compare_fail: str = "queries:+0,plan:changed,buffers:20%"
+    json: str = ""
+    html: str = ""
     start_timeout: float = 60.0
     rootdir: Path = field(default_factory=Path.cwd)
     sources: Mapping[str, str] = field(default_factory=dict)

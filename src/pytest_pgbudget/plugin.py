@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
 
 from . import factories, hookspecs
+from .baseline.compare import Change, format_regressions
+from .budgets.check import Violation
 from .budgets.enforce import BudgetHelper, Capability, calibrate, enforce, resolve_marker
+from .budgets.report import format_violations
 from .budgets.spec import LATENCY_KEYWORDS, Budget, BudgetError, parse_ini_budget
 from .capture.statements import Statement
 from .factories import capture_window, capture_window_key, get_runtime
 from .health import Thresholds
 from .options import add_options
+from .report.records import record_for_test
+from .results import Results
 from .server.header import describe_planned
-from .summary import Summary
+from .summary import summary_lines
 
 budget_key = pytest.StashKey[Budget]()
-summary_key = pytest.StashKey[Summary]()
+results_key = pytest.StashKey[Results]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,9 +42,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    get_runtime(config)  # parse and validate every option now: a bad one is a usage error
+    runtime = get_runtime(config)  # parse and validate every option now: a bad one is a usage error
     factories.stopped.clear()
-    config.stash[summary_key] = Summary()
+    config.stash[results_key] = Results(runtime.settings)
     config.addinivalue_line(
         "markers",
         "pgbudget(**budget): performance budget of the test's SQL: max_ms, p95_ms, total_ms, "
@@ -47,8 +57,12 @@ def pytest_report_header(config: pytest.Config) -> str:
     return describe_planned(get_runtime(config).settings)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Resolve every test's budget now, so a bad marker fails at collection."""
+    results = config.stash[results_key]
+    results.collected.update(item.nodeid for item in items)
+    results.collected_files.update(item.nodeid.split("::", 1)[0] for item in items)
     default, keys = parse_ini_budget(get_runtime(config).settings.default_budget)
     errors = []
     for item in items:
@@ -93,47 +107,86 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         context.recording = False
         with contextlib.suppress(Exception):  # the test's own error is the one to show
             context.collect()
+            _record(item, context.statements, [])
         raise
     context.collect()
     context.recording = False
-    statements = context.statements
+    _judge(item, context.statements)
+    return result
+
+
+def _judge(item: pytest.Item, statements: list[Statement]) -> None:
+    """Check the test's budgets and baseline; fail it with every finding at once."""
+    config = item.config
+    runtime = get_runtime(config)
+    results = config.stash[results_key]
+    verbose = config.get_verbosity() > 0
     for statement in statements:
-        item.config.hook.pytest_pgbudget_query_captured(item=item, statement=statement)
-    item.config.stash[summary_key].add(item.nodeid, statements)
-    get_runtime(item.config).health.add_used(i for s in statements for i in s.indexes)
+        config.hook.pytest_pgbudget_query_captured(item=item, statement=statement)
+    runtime.health.add_used(i for s in statements for i in s.indexes)
     budget = item.stash.get(budget_key, Budget())
-    custom = [
+    violations = [
         v
-        for found in item.config.hook.pytest_pgbudget_check(
+        for found in config.hook.pytest_pgbudget_check(
             item=item, budget=budget, statements=statements
         )
         if found
         for v in found
     ]
-    if budget.empty and not custom:
-        return result
-    violations, _ = enforce(
-        item.nodeid,
-        budget,
-        statements,
-        latency_scale=_latency_scale(item, budget),
-        capable=_capability(item) if budget.plan == "capable" else None,
-        verbose=item.config.get_verbosity() > 0,
-    )
-    violations += custom
-    if violations:
-        from .budgets.report import format_violations
-
-        item.config.stash[summary_key].violations += len(violations)
-        for violation in violations:
-            item.config.hook.pytest_pgbudget_budget_violation(item=item, violation=violation)
-        pytest.fail(
-            format_violations(
-                item.nodeid, violations, statements, verbose=item.config.get_verbosity() > 0
-            ),
-            pytrace=False,
+    if not budget.empty:
+        found, _ = enforce(
+            item.nodeid,
+            budget,
+            statements,
+            latency_scale=_latency_scale(item, budget),
+            capable=_capability(item) if budget.plan == "capable" else None,
+            verbose=verbose,
         )
-    return result
+        violations = found + violations
+    for violation in violations:
+        config.hook.pytest_pgbudget_budget_violation(item=item, violation=violation)
+    changes = _record(item, statements, violations)
+    messages = []
+    if violations:
+        messages.append(format_violations(item.nodeid, violations, statements, verbose=verbose))
+    if any(change.failed for change in changes):
+        messages.append(format_regressions(item.nodeid, str(results.compare_path), changes))
+    if messages:
+        pytest.fail("\n\n".join(messages), pytrace=False)
+
+
+def _record(
+    item: pytest.Item, statements: list[Statement], violations: list[Violation]
+) -> list[Change]:
+    """Record the test for the reports and the baseline; return its baseline changes."""
+    runtime = get_runtime(item.config)
+    results = item.config.stash[results_key]
+    budget = item.stash.get(budget_key, Budget())
+    default = Budget()
+    in_force = {
+        f.name: getattr(budget, f.name)
+        for f in dataclasses.fields(budget)
+        if getattr(budget, f.name) != getattr(default, f.name)
+    }
+    record = record_for_test(
+        item.nodeid, statements, in_force, violations, with_plans=results.keep_plans
+    )
+    for server in runtime.servers:
+        results.note_server(server)
+    changes = results.compare(item.nodeid, record)
+    results.add(record)
+    return changes
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    if report.when == "call" or report.outcome != "passed":
+        outcome = "error" if report.when != "call" and report.failed else report.outcome
+        item.config.stash[results_key].set_outcome(item.nodeid, outcome)
+    return report
 
 
 @pytest.fixture
@@ -177,38 +230,68 @@ def pgbudget(request: pytest.FixtureRequest) -> BudgetHelper:
     )
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: merge what a worker recorded into the controller's results."""
+    payload = getattr(node, "workeroutput", {}).get("pgbudget")
+    if payload:
+        config = node.config
+        config.stash[results_key].merge(payload, get_runtime(config).health)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    runtime = get_runtime(config)
+    results = config.stash[results_key]
+    if _is_worker(config):
+        config.workeroutput["pgbudget"] = results.payload(runtime.health)  # type: ignore[attr-defined]
+        return
     if factories.stopped:
         session.exitstatus = factories.STOPPED
         return
-    runtime = get_runtime(session.config)
     health = runtime.health
-    if not (health.heap_hit or health.heap_read or health.idx_hit or health.lock_waits):
-        return  # no test database was used
-    settings = runtime.settings
-    runtime.health_report = health.evaluate(
-        Thresholds(
-            cache_hit_ratio=settings.health_cache_hit_ratio,
-            index_hit_ratio=settings.health_index_hit_ratio,
-            lock_wait_ms=settings.health_lock_wait_ms,
-            unused_indexes=settings.health_unused_indexes,
+    health_doc = None
+    if (
+        health.heap_hit
+        or health.heap_read
+        or health.idx_hit
+        or health.lock_waits
+        or results.records
+    ):
+        settings = runtime.settings
+        breaches, lines = runtime.health_report = health.evaluate(
+            Thresholds(
+                cache_hit_ratio=settings.health_cache_hit_ratio,
+                index_hit_ratio=settings.health_index_hit_ratio,
+                lock_wait_ms=settings.health_lock_wait_ms,
+                unused_indexes=settings.health_unused_indexes,
+            )
         )
-    )
-    if runtime.health_report[0] and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        health_doc = {"passed": not breaches, "lines": lines, "breaches": breaches}
+        if breaches and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    runtime.written = results.write(health_doc)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    runtime = get_runtime(terminalreporter.config)
-    summary = terminalreporter.config.stash.get(summary_key, None)
-    if not runtime.started and not (summary and summary.tests):
+    config = terminalreporter.config
+    runtime = get_runtime(config)
+    results = config.stash.get(results_key, None)
+    records = list(results.records.values()) if results is not None else []
+    headers = runtime.started or [  # under xdist the workers started the servers
+        f"pgbudget: PostgreSQL {s['version']} ({s['backend']} backend), settings: {s['settings_origin']}"
+        for s in (results.servers if results is not None else [])
+    ]
+    if not headers and not records:
         return
     terminalreporter.section("pgbudget")
-    for header in runtime.started:
+    for header in headers:
         terminalreporter.write_line(header)
-    if summary is not None:
-        for line in summary.lines(terminalreporter.config.get_verbosity()):
+    for line in summary_lines(records, config.get_verbosity()):
+        terminalreporter.write_line(line)
+    if results is not None:
+        for line in results.baseline_lines():
             terminalreporter.write_line(line)
     if runtime.health_report is not None:
         breaches, lines = runtime.health_report
@@ -217,6 +300,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for line in lines:
             mark = "BREACH " if line in breaches else ""
             terminalreporter.write_line(f"  {mark}{line}", red=bool(mark))
+    for line in runtime.written:
+        terminalreporter.write_line(line)
 
 
 pg_server = factories.pg_server()

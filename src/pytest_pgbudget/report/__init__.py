@@ -1,0 +1,1 @@
+"""Reports: the per-test records, JSON and HTML."""
