@@ -8,6 +8,7 @@ from .capture.statements import Statement
 from .databases import PgDatabase
 from .errors import PgBudgetError, SchemaError, ServerError
 from .factories import PgBudgetWarning
+from .load import LoadError, LoadResult
 from .server import PgServer
 
 #: The budget marker: ``@pgbudget(max_queries=3)`` is ``@pytest.mark.pgbudget(max_queries=3)``.
@@ -16,6 +17,8 @@ pgbudget = pytest.mark.pgbudget
 __all__ = [
     "Budget",
     "BudgetError",
+    "LoadError",
+    "LoadResult",
     "PgBudgetError",
     "PgBudgetWarning",
     "PgDatabase",

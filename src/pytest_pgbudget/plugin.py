@@ -14,10 +14,12 @@ from .baseline.compare import Change, format_regressions
 from .budgets.check import Violation
 from .budgets.enforce import BudgetHelper, Capability, calibrate, enforce, resolve_marker
 from .budgets.report import format_violations
-from .budgets.spec import LATENCY_KEYWORDS, Budget, BudgetError, parse_ini_budget
+from .budgets.spec import LATENCY_KEYWORDS, LOAD_KEYWORDS, Budget, BudgetError, parse_ini_budget
 from .capture.statements import Statement
 from .factories import capture_window, capture_window_key, get_runtime
 from .health import Thresholds
+from .load.fixture import PgLoad, load_results_key
+from .load.runner import LoadError
 from .options import add_options
 from .report.records import record_for_test
 from .results import Results
@@ -143,6 +145,7 @@ def _judge(item: pytest.Item, statements: list[Statement]) -> None:
             verbose=verbose,
         )
         violations = found + violations
+    violations += _load_violations(item, budget)
     for violation in violations:
         config.hook.pytest_pgbudget_budget_violation(item=item, violation=violation)
     changes = _record(item, statements, violations)
@@ -153,6 +156,21 @@ def _judge(item: pytest.Item, statements: list[Statement]) -> None:
         messages.append(format_regressions(item.nodeid, str(results.compare_path), changes))
     if messages:
         pytest.fail("\n\n".join(messages), pytrace=False)
+
+
+def _load_violations(item: pytest.Item, budget: Budget) -> list[Violation]:
+    """The marker's load keywords, judged on every ``pg_load`` run of the test."""
+    wanted = {load_key: getattr(budget, key) for key, load_key in LOAD_KEYWORDS.items()}
+    if budget.off or all(v is None for v in wanted.values()):
+        return []
+    found = []
+    for result in item.stash.get(load_results_key, []):
+        try:
+            messages = result.violations(**wanted)
+        except LoadError as exc:
+            messages = [str(exc)]
+        found += [Violation("load", f"{result.label}: {message}") for message in messages]
+    return found
 
 
 def _record(
@@ -171,6 +189,7 @@ def _record(
     record = record_for_test(
         item.nodeid, statements, in_force, violations, with_plans=results.keep_plans
     )
+    record["load"] = [r.as_dict() for r in item.stash.get(load_results_key, [])]
     for server in runtime.servers:
         results.note_server(server)
     changes = results.compare(item.nodeid, record)
@@ -218,6 +237,18 @@ class QueryLog:
 
     def __repr__(self) -> str:
         return f"<pg_queries: {len(self)} statements>"
+
+
+@pytest.fixture
+def pg_load(request: pytest.FixtureRequest) -> PgLoad:
+    """Run a workload concurrently against the test's database and judge it.
+
+    ``pg_load(work, operations=N, concurrency=C, params=..., rate=...)`` returns a
+    result with throughput, exact latency percentiles, errors, deadlocks, lock
+    waits and peak connections; ``result.assert_budget(p95_ms=..., ...)`` checks it.
+    """
+    db = request.getfixturevalue("pg_db")
+    return PgLoad(db, request.node)
 
 
 @pytest.fixture

@@ -32,6 +32,11 @@ class Budget:
     require_index: tuple[str, ...] = ()
     no_temp_spill: bool = False
     max_buffers: int | None = None
+    load_p95_ms: float | None = None
+    load_p99_ms: float | None = None
+    min_throughput: float | None = None
+    max_errors: int | None = None
+    max_lock_wait_ms: float | None = None
     plan: str = "actual"
     off: bool = False
 
@@ -49,6 +54,14 @@ class Budget:
 
 KEYWORDS: tuple[str, ...] = tuple(f.name for f in fields(Budget))
 LATENCY_KEYWORDS = frozenset({"max_ms", "p95_ms", "total_ms"})
+#: Keywords judged on the test's ``pg_load`` runs, not on its captured statements.
+LOAD_KEYWORDS = {
+    "load_p95_ms": "p95_ms",
+    "load_p99_ms": "p99_ms",
+    "min_throughput": "min_throughput",
+    "max_errors": "max_errors",
+    "max_lock_wait_ms": "max_lock_wait_ms",
+}
 
 
 def _number(key: str, value: Any, *, integer: bool) -> float | int:
@@ -88,9 +101,23 @@ def parse_budget(kwargs: Mapping[str, Any]) -> tuple[Budget, frozenset[str]]:
     for key, value in kwargs.items():
         if key not in KEYWORDS:
             raise BudgetError(f"unknown keyword {key!r}; valid keywords: {', '.join(KEYWORDS)}")
-        if key in ("max_ms", "p95_ms", "total_ms"):
+        if key in (
+            "max_ms",
+            "p95_ms",
+            "total_ms",
+            "load_p95_ms",
+            "load_p99_ms",
+            "min_throughput",
+            "max_lock_wait_ms",
+        ):
             values[key] = _number(key, value, integer=False)
-        elif key in ("max_queries", "max_repeats", "max_buffers", "seq_scan_min_rows"):
+        elif key in (
+            "max_queries",
+            "max_repeats",
+            "max_buffers",
+            "seq_scan_min_rows",
+            "max_errors",
+        ):
             values[key] = _number(key, value, integer=True)
         elif key == "no_seq_scan":
             values[key] = value if isinstance(value, bool) else _names(key, value)

@@ -1,0 +1,483 @@
+"""The load runner behind the ``pg_load`` fixture.
+
+``pg_load(work, operations=N, concurrency=C)`` runs ``work`` N times across C
+connections of a psycopg pool, each connection owned by one thread for the
+whole run, so the Python side costs one loop iteration per operation.
+
+- ``work`` is a SQL string (run with ``params``: a tuple, or a function of the
+  operation number returning one) or a callable ``work(conn, i)``.
+- Closed loop (the default): each thread starts its next operation when the
+  last one ends. Fixed rate (``rate=ops_per_second``): operation ``i`` is
+  *intended* to start at ``t0 + i / rate``; its latency is measured from that
+  intended start, so queueing behind a slow operation is counted instead of
+  hidden (the coordinated-omission correction HdrHistogram applies).
+- Every latency is kept, so percentiles are exact, not estimated from a sample.
+- Lock waits are observed two ways: ``pg_locks.waitstart`` sampled while the
+  run goes on (with the blocking statement from ``pg_blocking_pids``), and the
+  server's ``log_lock_waits`` records (exact, for waits of at least
+  ``deadlock_timeout``).
+- The load's connections switch auto_explain off for themselves: load
+  statements are not captured as the test's statements and cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from ..errors import PgBudgetError
+
+LOAD_APPLICATION = "pytest-pgbudget-load"
+MIN_SAMPLES_FOR_P95 = 20
+MIN_SAMPLES_FOR_P99 = 100
+
+Work = str | Callable[[psycopg.Connection[Any], int], object]
+Params = Sequence[Any] | Mapping[str, Any] | Callable[[int], Any] | None
+
+
+class LoadError(PgBudgetError):
+    """A load run that cannot be started, or a load budget that cannot be judged."""
+
+    __module__ = "pytest_pgbudget"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Exact latency percentiles over every operation, in milliseconds."""
+
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+
+    @classmethod
+    def of(cls, samples_ns: Sequence[int]) -> Latency:
+        if not samples_ns:
+            return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+        ordered = sorted(samples_ns)
+
+        def rank(q: float) -> float:
+            return ordered[max(0, math.ceil(q * len(ordered)) - 1)] / 1e6
+
+        return cls(
+            len(ordered),
+            rank(0.5),
+            rank(0.95),
+            rank(0.99),
+            ordered[-1] / 1e6,
+            sum(ordered) / len(ordered) / 1e6,
+        )
+
+    def describe(self) -> str:
+        if not self.count:
+            return "no operations"
+        note = ""
+        if self.count < MIN_SAMPLES_FOR_P95:
+            note = f" (only {self.count} samples: p95 and p99 are the maximum)"
+        elif self.count < MIN_SAMPLES_FOR_P99:
+            note = f" (only {self.count} samples: p99 is the maximum)"
+        return (
+            f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, p99 {self.p99_ms:.2f} ms, "
+            f"max {self.max_ms:.2f} ms over {self.count} operations{note}"
+        )
+
+
+@dataclass(frozen=True)
+class ObservedWait:
+    """A lock wait seen during the run."""
+
+    waited_ms: float
+    waiting_statement: str
+    blocking_statement: str
+    lock: str = ""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load run measured; ``assert_budget`` judges it."""
+
+    operations: int
+    concurrency: int
+    mode: str
+    rate: float | None
+    duration_s: float
+    throughput: float
+    latency: Latency
+    service: Latency
+    errors: int
+    error_types: Mapping[str, int]
+    deadlocks: int
+    lock_waits: tuple[ObservedWait, ...]
+    peak_connections: int
+    label: str = ""
+
+    @property
+    def max_lock_wait_ms(self) -> float:
+        return max((w.waited_ms for w in self.lock_waits), default=0.0)
+
+    @property
+    def worst_wait(self) -> ObservedWait | None:
+        return max(self.lock_waits, key=lambda w: w.waited_ms, default=None)
+
+    def describe(self) -> str:
+        mode = f"fixed rate {self.rate:g}/s" if self.mode == "rate" else "closed loop"
+        lines = [
+            f"{self.label or 'load'}: {self.operations} operations, {self.concurrency} connections, "
+            f"{mode}, {self.duration_s:.2f} s, {self.throughput:.0f} ops/s",
+            f"  latency{' (from intended start)' if self.mode == 'rate' else ''}: {self.latency.describe()}",
+            f"  errors {self.errors}"
+            + (f" {dict(self.error_types)}" if self.errors else "")
+            + f", deadlocks {self.deadlocks}, peak connections {self.peak_connections}, "
+            f"max lock wait {self.max_lock_wait_ms:.1f} ms",
+        ]
+        return "\n".join(lines)
+
+    def violations(self, **budget: float | None) -> list[str]:
+        """Each broken keyword as a one-line message; raises :class:`LoadError` for a
+        percentile that too few operations cannot support."""
+        found = []
+        checks = {
+            "p50_ms": ("p50", self.latency.p50_ms, 1),
+            "p95_ms": ("p95", self.latency.p95_ms, MIN_SAMPLES_FOR_P95),
+            "p99_ms": ("p99", self.latency.p99_ms, MIN_SAMPLES_FOR_P99),
+            "max_ms": ("max", self.latency.max_ms, 1),
+        }
+        for key, limit in budget.items():
+            if limit is None:
+                continue
+            if key in checks:
+                name, value, needed = checks[key]
+                if self.latency.count < needed:
+                    raise LoadError(
+                        f"{name} of {self.latency.count} operations is only their maximum; "
+                        f"run at least {needed} operations to judge {key}"
+                    )
+                if value > limit:
+                    found.append(
+                        f"{name} latency {value:.2f} ms: budget {key}={limit:g} "
+                        f"({self.latency.describe()})"
+                    )
+            elif key == "min_throughput":
+                if self.throughput < limit:
+                    found.append(
+                        f"throughput {self.throughput:.0f} ops/s: budget min_throughput={limit:g}"
+                    )
+            elif key == "max_errors":
+                if self.errors > limit:
+                    found.append(
+                        f"{self.errors} operations failed: budget max_errors={limit:g} "
+                        f"({dict(self.error_types)})"
+                    )
+            elif key == "max_deadlocks":
+                if self.deadlocks > limit:
+                    found.append(f"{self.deadlocks} deadlocks: budget max_deadlocks={limit:g}")
+            elif key == "max_lock_wait_ms":
+                worst = self.worst_wait
+                if worst is not None and worst.waited_ms >= limit:
+                    found.append(
+                        f"a lock wait of {worst.waited_ms:.1f} ms: budget max_lock_wait_ms={limit:g}\n"
+                        f"    waiting:  {' '.join(worst.waiting_statement.split())[:200]}\n"
+                        f"    blocked by: {' '.join(worst.blocking_statement.split())[:200] or '(unknown)'}"
+                    )
+            else:
+                raise LoadError(
+                    f"unknown load budget keyword {key!r}; valid: p50_ms, p95_ms, p99_ms, max_ms, "
+                    "min_throughput, max_errors, max_deadlocks, max_lock_wait_ms"
+                )
+        return found
+
+    def assert_budget(
+        self,
+        *,
+        p50_ms: float | None = None,
+        p95_ms: float | None = None,
+        p99_ms: float | None = None,
+        max_ms: float | None = None,
+        min_throughput: float | None = None,
+        max_errors: int | None = None,
+        max_deadlocks: int | None = None,
+        max_lock_wait_ms: float | None = None,
+    ) -> None:
+        """Raise ``AssertionError`` listing every broken keyword."""
+        __tracebackhide__ = True
+        found = self.violations(
+            p50_ms=p50_ms,
+            p95_ms=p95_ms,
+            p99_ms=p99_ms,
+            max_ms=max_ms,
+            min_throughput=min_throughput,
+            max_errors=max_errors,
+            max_deadlocks=max_deadlocks,
+            max_lock_wait_ms=max_lock_wait_ms,
+        )
+        if found:
+            raise AssertionError(
+                "load budget broken:\n"
+                + "\n".join(f"  {f}" for f in found)
+                + "\n"
+                + self.describe()
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        worst = self.worst_wait
+        return {
+            "label": self.label,
+            "operations": self.operations,
+            "concurrency": self.concurrency,
+            "mode": self.mode,
+            "rate": self.rate,
+            "duration_s": round(self.duration_s, 4),
+            "throughput": round(self.throughput, 2),
+            "latency": {
+                k: (None if isinstance(v, float) and math.isnan(v) else round(v, 3))
+                for k, v in vars(self.latency).items()
+            },
+            "errors": self.errors,
+            "error_types": dict(self.error_types),
+            "deadlocks": self.deadlocks,
+            "max_lock_wait_ms": round(self.max_lock_wait_ms, 2),
+            "blocking_statement": worst.blocking_statement if worst else None,
+            "peak_connections": self.peak_connections,
+        }
+
+
+_SAMPLE = """
+SELECT a.pid, a.application_name, a.state, a.query, l.waitstart, now(), pg_blocking_pids(a.pid),
+       l.locktype || coalesce(' on ' || l.relation::regclass::text, '')
+FROM pg_stat_activity a
+LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+"""
+_SAMPLE_PRE14 = """
+SELECT a.pid, a.application_name, a.state, a.query, NULL::timestamptz, now(),
+       pg_blocking_pids(a.pid), ''
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+"""
+
+
+def _roots(pid: int, blockers: Mapping[int, Sequence[int]]) -> list[int]:
+    """The processes at the head of ``pid``'s wait chain: those that wait for nobody."""
+    roots: list[int] = []
+    seen = {pid}
+    todo = list(blockers.get(pid, ()))
+    while todo:
+        other = todo.pop()
+        if other in seen:
+            continue
+        seen.add(other)
+        if blockers.get(other):
+            todo.extend(blockers[other])
+        else:
+            roots.append(other)
+    return roots
+
+
+@dataclass
+class _Sampler:
+    """Watches the run's connections: peak count and lock waits with their blockers."""
+
+    dsn: str
+    interval: float
+    version: int
+    peak: int = 0
+    waits: dict[tuple[int, Any], ObservedWait] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except BaseException as exc:  # reported by run_load once the load is over
+            self.error = exc
+
+    def _watch(self) -> None:
+        query = _SAMPLE if self.version >= 140000 else _SAMPLE_PRE14
+        with psycopg.connect(self.dsn, autocommit=True, application_name="pytest-pgbudget") as conn:
+            while not self.stop.is_set():
+                rows = conn.execute(query).fetchall()
+                load_pids = {r[0] for r in rows if r[1] == LOAD_APPLICATION}
+                self.peak = max(self.peak, len(load_pids))
+                blockers = {r[0]: list(r[6] or []) for r in rows}
+                described = {r[0]: f"pid {r[0]} ({r[2]}): {r[3]}" for r in rows}
+                for pid, _app, _state, sql_text, waitstart, now, _blocking, lock in rows:
+                    if waitstart is None or pid not in load_pids:
+                        continue
+                    waited = (now - waitstart).total_seconds() * 1000
+                    blocking = "; ".join(
+                        described.get(root, f"pid {root}") for root in _roots(pid, blockers)
+                    )
+                    key = (pid, waitstart)
+                    seen = self.waits.get(key)
+                    if seen is not None:
+                        # The first blocker caused the wait; later ones are queued behind it.
+                        causes = seen.blocking_statement.split("; ")
+                        causes += [b for b in blocking.split("; ") if b and b not in causes]
+                        blocking = "; ".join(c for c in causes if c)
+                        waited = max(waited, seen.waited_ms)
+                    self.waits[key] = ObservedWait(waited, sql_text, blocking, lock)
+                self.stop.wait(self.interval)
+
+
+def _available_connections(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    row = conn.execute(
+        "SELECT current_setting('max_connections')::int, "
+        "current_setting('superuser_reserved_connections')::int, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+    ).fetchone()
+    assert row is not None
+    max_connections, reserved, used = (int(v) for v in row)
+    free = max_connections - reserved - used
+    return free, f"max_connections={max_connections}, {reserved} reserved, {used} in use"
+
+
+def run_load(
+    dsn: str,
+    work: Work,
+    *,
+    operations: int,
+    concurrency: int,
+    params: Params = None,
+    rate: float | None = None,
+    label: str = "",
+    sample_interval: float = 0.005,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> LoadResult:
+    """Run the load; see the module docstring."""
+    if operations < 1 or concurrency < 1:
+        raise LoadError(
+            f"operations and concurrency must be at least 1; got {operations}, {concurrency}"
+        )
+    if rate is not None and rate <= 0:
+        raise LoadError(f"rate must be positive (operations per second); got {rate!r}")
+    from psycopg_pool import ConnectionPool
+
+    with psycopg.connect(dsn, autocommit=True, application_name="pytest-pgbudget") as admin:
+        free, detail = _available_connections(admin)
+        version = admin.info.server_version
+    if concurrency + 1 > free:
+        raise LoadError(
+            f"asked for {concurrency} concurrent connections, but the server accepts only "
+            f"{max(0, free - 1)} more ({detail}; one more is kept for monitoring). Lower "
+            "concurrency or raise max_connections (pgbudget_settings = max_connections = 300)."
+        )
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+
+    pool = ConnectionPool(
+        dsn,
+        min_size=concurrency,
+        max_size=concurrency,
+        open=False,
+        configure=configure,
+        kwargs={"autocommit": True, "application_name": LOAD_APPLICATION},
+        timeout=60,
+    )
+    pool.open(wait=True, timeout=60)
+    latencies = array("q")
+    service = array("q")
+    failures: Counter[str] = Counter()
+    counter = itertools.count()
+    lock = threading.Lock()
+    done = 0
+    t0 = 0
+    interval_ns = int(1e9 / rate) if rate else 0
+
+    def operation(conn: psycopg.Connection[Any], i: int) -> None:
+        if isinstance(work, str):
+            args = params(i) if callable(params) else params
+            conn.execute(work, args, prepare=True)
+        else:
+            work(conn, i)
+
+    progress_arrays: list[array[int]] = []
+
+    def worker() -> None:
+        nonlocal done
+        mine_latency = array("q")
+        mine_service = array("q")
+        progress_arrays.append(mine_latency)
+        mine_failures: Counter[str] = Counter()
+        with pool.connection() as conn:
+            start_barrier.wait()
+            while (i := next(counter)) < operations:
+                intended = t0 + i * interval_ns
+                if interval_ns:
+                    delay = intended - time.perf_counter_ns()
+                    if delay > 0:
+                        time.sleep(delay / 1e9)
+                began = time.perf_counter_ns()
+                try:
+                    operation(conn, i)
+                except psycopg.Error as exc:
+                    mine_failures[type(exc).__name__] += 1
+                    if conn.broken:
+                        break
+                ended = time.perf_counter_ns()
+                mine_service.append(ended - began)
+                mine_latency.append(ended - (intended if interval_ns else began))
+        with lock:
+            latencies.extend(mine_latency)
+            service.extend(mine_service)
+            failures.update(mine_failures)
+            done += len(mine_latency)
+
+    sampler = _Sampler(dsn, sample_interval, version)
+    sampler_thread = threading.Thread(target=sampler.run, name="pgbudget-load-sampler", daemon=True)
+    start_barrier = threading.Barrier(concurrency + 1)
+    threads = [
+        threading.Thread(target=worker, name=f"pgbudget-load-{n}", daemon=True)
+        for n in range(concurrency)
+    ]
+    try:
+        sampler_thread.start()
+        for thread in threads:
+            thread.start()
+        t0 = time.perf_counter_ns()
+        start_barrier.wait()
+        started = time.perf_counter()
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(timeout=1.0)
+            if progress is not None and alive[0].is_alive():
+                finished = sum(len(a) for a in progress_arrays)
+                progress(finished, operations, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+    finally:
+        sampler.stop.set()
+        sampler_thread.join(timeout=5)
+        pool.close()
+    if sampler.error is not None:
+        raise LoadError(
+            f"watching the load's connections failed: {sampler.error}"
+        ) from sampler.error
+    completed = len(latencies)
+    errors_total = sum(failures.values())
+    return LoadResult(
+        operations=completed,
+        concurrency=concurrency,
+        mode="rate" if rate else "closed",
+        rate=rate,
+        duration_s=elapsed,
+        throughput=completed / elapsed if elapsed > 0 else 0.0,
+        latency=Latency.of(latencies),
+        service=Latency.of(service),
+        errors=errors_total,
+        error_types=dict(failures),
+        deadlocks=failures.get(errors.DeadlockDetected.__name__, 0),
+        lock_waits=tuple(sorted(sampler.waits.values(), key=lambda w: -w.waited_ms)),
+        peak_connections=sampler.peak,
+        label=label,
+    )

@@ -1,0 +1,138 @@
+"""End-to-end: load budgets with pg_load, under real concurrency."""
+
+from __future__ import annotations
+
+import json
+
+SCHEMA = """\
+CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO counters SELECT g FROM generate_series(1, 1000) g;
+CREATE TABLE names (name text PRIMARY KEY);
+"""
+# Lock waits are the point of some of these tests: keep the session health check out of the way.
+INI = "pgbudget_schema = schema.sql\npgbudget_health_lock_wait_ms = 0\n"
+
+
+def run(project, tests: str, *args: str):
+    pytester = project(INI, schema_sql=SCHEMA, test_load_py=tests)
+    return pytester, pytester.runpytest_subprocess("-p", "no:randomly", *args)
+
+
+def test_passing_load_budget_and_result_figures(project) -> None:
+    tests = """\
+    from pytest_pgbudget import pgbudget
+
+    @pgbudget(load_p95_ms=500, max_errors=0, min_throughput=10)
+    def test_updates(pg_load, pg_conn):
+        result = pg_load(
+            "UPDATE counters SET n = n + 1 WHERE id = %s",
+            params=lambda i: (i % 1000 + 1,), operations=2000, concurrency=8,
+        )
+        result.assert_budget(p95_ms=500, p99_ms=1000, max_errors=0, max_lock_wait_ms=1000)
+        assert result.operations == 2000 and result.errors == 0
+        assert result.peak_connections == 8
+        assert result.throughput > 0 and result.latency.count == 2000
+        assert result.latency.p50_ms <= result.latency.p95_ms <= result.latency.p99_ms <= result.latency.max_ms
+        assert pg_conn.execute("SELECT sum(n) FROM counters").fetchone()[0] == 2000
+
+    def test_fixed_rate(pg_load):
+        result = pg_load("SELECT n FROM counters WHERE id = %s", params=(1,),
+                         operations=200, concurrency=4, rate=400)
+        assert result.mode == "rate"
+        assert 0.4 < result.duration_s < 5  # 200 operations at 400/s take about half a second
+        # latency counts from the intended start, so it is never below the service time
+        assert result.latency.p95_ms >= result.service.p50_ms
+    """
+    pytester, result = run(project, tests, "--pgbudget-json=report.json")
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    load = next(t for t in report["tests"] if t["nodeid"].endswith("test_updates"))["load"]
+    assert load[0]["operations"] == 2000 and load[0]["peak_connections"] == 8
+    # Load statements are not captured as the test's statements.
+    assert (
+        len(next(t for t in report["tests"] if t["nodeid"].endswith("test_updates"))["statements"])
+        == 1
+    )
+
+
+def test_lock_conflict_fails_naming_the_blocking_statement(project) -> None:
+    tests = """\
+    import threading
+    from pytest_pgbudget import pgbudget
+
+    @pgbudget(max_lock_wait_ms=10)
+    def test_hot_row(pg_load, pg_db):
+        holder = pg_db.connect()
+        holder.execute("UPDATE counters SET n = 0 WHERE id = 1 /* nightly reset */")
+        threading.Timer(0.3, holder.commit).start()
+        pg_load("UPDATE counters SET n = n + 1 WHERE id = 1", operations=40, concurrency=4)
+        holder.close()
+
+    def test_assert_budget(pg_load, pg_db):
+        holder = pg_db.connect()
+        holder.execute("SELECT * FROM counters WHERE id = 2 FOR UPDATE")
+        threading.Timer(0.3, holder.commit).start()
+        result = pg_load("UPDATE counters SET n = 1 WHERE id = 2", operations=20, concurrency=2)
+        holder.close()
+        result.assert_budget(max_lock_wait_ms=10)
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_hot_row _*",
+            "UPDATE counters SET n = n + 1 WHERE id = 1: a lock wait of * ms: budget max_lock_wait_ms=10",
+            "    waiting:  UPDATE counters SET n = n + 1 WHERE id = 1",
+            "    blocked by: pid * (idle in transaction): UPDATE counters SET n = 0 WHERE id = 1 /* nightly reset */*",
+            "*_ test_assert_budget _*",
+            "*AssertionError: load budget broken:",
+            "*a lock wait of * ms: budget max_lock_wait_ms=10",
+            "*blocked by: pid * (idle in transaction): SELECT * FROM counters WHERE id = 2 FOR UPDATE",
+        ]
+    )
+
+
+def test_errors_are_counted(project) -> None:
+    tests = """\
+    from pytest_pgbudget import pgbudget
+
+    @pgbudget(max_errors=0)
+    def test_duplicates(pg_load):
+        result = pg_load("INSERT INTO names VALUES (%s)", params=lambda i: (f"n{i % 10}",),
+                         operations=50, concurrency=2)
+        assert result.errors == 40 and result.error_types == {"UniqueViolation": 40}
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*40 operations failed: budget max_errors=0 ({'UniqueViolation': 40})*"]
+    )
+
+
+def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
+    tests = """\
+    import pytest
+    from pytest_pgbudget import LoadError
+
+    def test_too_many_connections(pg_load):
+        with pytest.raises(LoadError, match=r"asked for 500 concurrent connections, but the server accepts only \\d+ more \\(max_connections=100"):
+            pg_load("SELECT 1", operations=10, concurrency=500)
+
+    def test_p95_from_too_few_operations(pg_load):
+        result = pg_load("SELECT 1", operations=10, concurrency=2)
+        assert "only 10 samples: p95 and p99 are the maximum" in result.describe()
+        with pytest.raises(LoadError, match="p95 of 10 operations is only their maximum; run at least 20"):
+            result.assert_budget(p95_ms=100)
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(passed=2)
+
+
+def test_verbose_shows_progress(project) -> None:
+    tests = """\
+    def test_long(pg_load):
+        pg_load("SELECT pg_sleep(0.002)", operations=1200, concurrency=2, label="sleepy")
+    """
+    _, result = run(project, tests, "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*pg_load sleepy: */1200 operations, * ops/s*"])
