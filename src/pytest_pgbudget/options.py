@@ -265,7 +265,8 @@ def add_options(parser: pytest.Parser) -> None:
                 dest=option.dest,
                 default=None,
                 metavar=option.metavar,
-                help=f"{option.help} [ini: {option.ini}, env: {option.env}]",
+                # argparse %-formats help texts: "20%" must be written "20%%".
+                help=f"{option.help} [ini: {option.ini}, env: {option.env}]".replace("%", "%%"),
                 **extra,
             )
         parser.addini(option.ini, option.help, type=option.ini_type, default=None)  # type: ignore[arg-type]

@@ -79,6 +79,11 @@ VALID = {
     "require_index": (["idx_a", "idx_b"], ("idx_a", "idx_b")),
     "no_temp_spill": (True, True),
     "max_buffers": (100, 100),
+    "load_p95_ms": (100, 100.0),
+    "load_p99_ms": (250.5, 250.5),
+    "min_throughput": (500, 500.0),
+    "max_errors": (0, 0),
+    "max_lock_wait_ms": (10, 10.0),
     "plan": ("capable", "capable"),
     "off": (True, True),
 }
