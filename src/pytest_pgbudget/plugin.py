@@ -21,7 +21,7 @@ from .health import Thresholds
 from .load.fixture import PgLoad, load_results_key
 from .load.runner import LoadError
 from .options import add_options
-from .report.records import record_for_test
+from .report.records import benchmark_stats, record_for_test
 from .results import Results
 from .server.header import describe_planned
 from .summary import summary_lines
@@ -190,6 +190,7 @@ def _record(
         item.nodeid, statements, in_force, violations, with_plans=results.keep_plans
     )
     record["load"] = [r.as_dict() for r in item.stash.get(load_results_key, [])]
+    record["benchmark"] = benchmark_stats(item)
     for server in runtime.servers:
         results.note_server(server)
     changes = results.compare(item.nodeid, record)

@@ -378,3 +378,25 @@ def test_capture_in_a_container(project) -> None:
     result = run(project, tests, ini=ini)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*Seq Scan on accounts (20000 rows)*"])
+
+
+def test_pytest_benchmark_stats_feed_the_report(project) -> None:
+    tests = """\
+    from pytest_pgbudget import pgbudget
+
+    @pgbudget(max_buffers=20, no_seq_scan=True)
+    def test_lookup_speed(benchmark, pg_conn):
+        benchmark.pedantic(
+            lambda: pg_conn.execute("SELECT * FROM accounts WHERE id = %s", [42]).fetchall(),
+            rounds=25,
+        )
+    """
+    pytester = project(INI, schema_sql=SCHEMA, test_budget_py=tests)
+    result = pytester.runpytest_subprocess("--pgbudget-json=report.json")
+    result.assert_outcomes(passed=1)
+    import json
+
+    (record,) = json.loads((pytester.path / "report.json").read_text())["tests"]
+    assert record["benchmark"]["rounds"] == 25
+    assert 0 < record["benchmark"]["min_ms"] <= record["benchmark"]["median_ms"]
+    assert len(record["statements"]) == 25  # every round was captured and judged

@@ -113,3 +113,23 @@ def write_atomically(path: Path, text: str) -> None:
 def dumps(document: Mapping[str, Any]) -> str:
     """Stable, diff-friendly JSON: sorted keys, one item per line, final newline."""
     return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+_BENCHMARK_TIMES = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3")
+
+
+def benchmark_stats(item: Any) -> dict[str, Any] | None:
+    """pytest-benchmark's statistics for a test that used its ``benchmark`` fixture.
+
+    Times are converted to milliseconds, like every other figure in the report.
+    """
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    metadata = getattr(fixture, "stats", None)
+    stats = getattr(metadata, "stats", None)
+    if not stats:
+        return None
+    figures = stats.as_dict()
+    result = {f"{name}_ms": round(figures[name] * 1000, 4) for name in _BENCHMARK_TIMES}
+    result["rounds"] = figures["rounds"]
+    result["ops"] = round(figures["ops"], 2)
+    return result
