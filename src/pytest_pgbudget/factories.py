@@ -119,6 +119,8 @@ def pg_server(
 
     @pytest.fixture(scope="session")
     def server_fixture(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+        """A tuned PostgreSQL server for the session: ``.dsn``, ``.backend``,
+        ``.version``, ``.settings``, ``.connect()``."""
         runtime = get_runtime(request.config)
         changes: dict[str, Any] = {
             name: value
@@ -210,6 +212,8 @@ def pg_db(
 
     @pytest.fixture
     def db_fixture(request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
+        """The test's own database, with the schema loaded: ``.name``, ``.dsn``
+        (any driver), ``.url`` (SQLAlchemy), ``.connect()``."""
         server: PgServer = request.getfixturevalue(server_fixture)
         runtime = get_runtime(request.config)
         mode = isolation or runtime.settings.isolation
@@ -247,6 +251,7 @@ def pg_conn(db_fixture: str = "pg_db") -> Any:
 
     @pytest.fixture
     def conn_fixture(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
+        """A psycopg 3 connection to the test's database, rolled back and closed after it."""
         db: PgDatabase = request.getfixturevalue(db_fixture)
         conn = db.connect()
         capture_window(request.node).connections.append(conn)

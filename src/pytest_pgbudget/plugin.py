@@ -127,6 +127,14 @@ def _judge(item: pytest.Item, statements: list[Statement]) -> None:
         config.hook.pytest_pgbudget_query_captured(item=item, statement=statement)
     runtime.health.add_used(i for s in statements for i in s.indexes)
     budget = item.stash.get(budget_key, Budget())
+    context = item.stash[capture_window_key]
+    blind = {c.server.backend: c.problems for c, _ in context.sources if c.problems}
+    if blind and not budget.empty:
+        reasons = "; ".join(f"{backend} server: {'; '.join(p)}" for backend, p in blind.items())
+        pytest.fail(
+            f"pgbudget cannot check this test's budget: statement capture is off ({reasons})",
+            pytrace=False,
+        )
     violations = [
         v
         for found in config.hook.pytest_pgbudget_check(
@@ -292,12 +300,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         or results.records
     ):
         settings = runtime.settings
+        captured = settings.capture and all(c.active for c in runtime.captures.values())
         breaches, lines = runtime.health_report = health.evaluate(
             Thresholds(
                 cache_hit_ratio=settings.health_cache_hit_ratio,
                 index_hit_ratio=settings.health_index_hit_ratio,
                 lock_wait_ms=settings.health_lock_wait_ms,
-                unused_indexes=settings.health_unused_indexes,
+                # Without capture no index is seen used: the check would be noise.
+                unused_indexes=settings.health_unused_indexes if captured else "off",
             )
         )
         health_doc = {"passed": not breaches, "lines": lines, "breaches": breaches}

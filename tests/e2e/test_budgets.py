@@ -400,3 +400,37 @@ def test_pytest_benchmark_stats_feed_the_report(project) -> None:
     assert record["benchmark"]["rounds"] == 25
     assert 0 < record["benchmark"]["min_ms"] <= record["benchmark"]["median_ms"]
     assert len(record["statements"]) == 25  # every round was captured and judged
+
+
+def test_budget_without_capture_fails_clearly(project, pg_server) -> None:
+    """A role that may neither read the server log nor set auto_explain cannot capture."""
+    with pg_server.connect() as admin:
+        admin.execute("CREATE ROLE plain_user LOGIN CREATEDB")
+    try:
+        import psycopg
+
+        dsn = psycopg.conninfo.make_conninfo(pg_server.dsn, user="plain_user")
+        tests = """\
+        from pytest_pgbudget import pgbudget
+
+        @pgbudget(max_queries=1)
+        def test_budgeted(pg_conn):
+            pg_conn.execute("SELECT 1")
+
+        def test_unbudgeted(pg_conn):
+            pg_conn.execute("SELECT 1")
+        """
+        pytester = project("", test_budget_py=tests)
+        result = pytester.runpytest_subprocess(f"--pgbudget-dsn={dsn}")
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines([
+            "pgbudget cannot check this test's budget: statement capture is off (external server: *",
+            "*PgBudgetWarning: statement capture is off for the external server*",
+        ])
+    finally:
+        with pg_server.connect() as admin:
+            for (name,) in admin.execute(
+                "SELECT datname FROM pg_database WHERE datdba = 'plain_user'::regrole"
+            ).fetchall():
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            admin.execute("DROP ROLE plain_user")

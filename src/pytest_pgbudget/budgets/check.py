@@ -62,7 +62,7 @@ def _latency(budget: Budget, statements: Sequence[Statement], scale: float) -> l
                     "max_ms",
                     f"slowest statement took {_ms(slowest.duration_ms)}: budget max_ms={budget.max_ms:g}{scaled}",
                     slowest,
-                    hint="see the plan below for the costly node",
+                    hint="the plan above shows where the time went",
                 )
             )
     if budget.p95_ms is not None:

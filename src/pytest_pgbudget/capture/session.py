@@ -63,6 +63,12 @@ class Capture:
         return not self.problems
 
     def _open_log(self) -> LogTail | None:
+        if self.server.version_num < 150000:
+            self.problems.append(
+                f"capture reads the server's jsonlog, which needs PostgreSQL 15 or later "
+                f"(this server is {self.server.version})"
+            )
+            return None
         path = self.server.controller.log_path()
         source: LogSource | None = None
         if path is not None:
