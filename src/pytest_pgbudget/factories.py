@@ -187,6 +187,7 @@ def _supply(
                     config=config, server=server, connection=conn
                 ),
                 before_drop=runtime.health.read_database,
+                reuse_untouched=runtime.settings.reuse_untouched,
             )
             supply.build_template()
             runtime.health.add_schema_indexes(supply.indexes.items())

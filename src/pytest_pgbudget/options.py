@@ -159,6 +159,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MODE",
     ),
     Option(
+        "reuse_untouched",
+        "In database isolation, hand a clone the test provably did not change (no row "
+        "written, sequences and settings as cloned) to the next test instead of copying "
+        "a new one. 'off' clones for every test.",
+        "on",
+        _bool,
+        metavar="on|off",
+    ),
+    Option(
         "capture",
         "Capture every statement of every test (auto_explain). 'off' keeps the server and "
         "databases but checks no budget: for timing a suite without capture overhead.",
@@ -300,6 +309,7 @@ class Settings:
     schema: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     isolation: str = "database"
+    reuse_untouched: bool = True
     capture: bool = True
     default_budget: tuple[str, ...] = ()
     health_cache_hit_ratio: float = 95.0

@@ -380,7 +380,10 @@ def test_capture_in_a_container(project) -> None:
     result.stdout.fnmatch_lines(["*Seq Scan on accounts (20000 rows)*"])
 
 
-def test_pytest_benchmark_stats_feed_the_report(project) -> None:
+def test_pytest_benchmark_stats_feed_the_report(project, monkeypatch) -> None:
+    # pytest-benchmark switches itself off inside an xdist worker's environment.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     tests = """\
     from pytest_pgbudget import pgbudget
 
@@ -423,10 +426,12 @@ def test_budget_without_capture_fails_clearly(project, pg_server) -> None:
         pytester = project("", test_budget_py=tests)
         result = pytester.runpytest_subprocess(f"--pgbudget-dsn={dsn}")
         result.assert_outcomes(passed=1, failed=1)
-        result.stdout.fnmatch_lines([
-            "pgbudget cannot check this test's budget: statement capture is off (external server: *",
-            "*PgBudgetWarning: statement capture is off for the external server*",
-        ])
+        result.stdout.fnmatch_lines(
+            [
+                "pgbudget cannot check this test's budget: statement capture is off (external server: *",
+                "*PgBudgetWarning: statement capture is off for the external server*",
+            ]
+        )
     finally:
         with pg_server.connect() as admin:
             for (name,) in admin.execute(

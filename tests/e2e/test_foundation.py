@@ -315,3 +315,64 @@ def test_server_runs_unprivileged(pg_server) -> None:
             assert os.stat(f"/proc/{pid}").st_uid != 0
     with psycopg.connect(pg_server.dsn) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone()[0] in ("", "localhost", "127.0.0.1")
+
+
+REUSE_TESTS = """\
+import pytest
+
+SEEN = []
+
+@pytest.fixture(autouse=True)
+def remember(pg_db):
+    SEEN.append(pg_db.name)
+    yield
+
+def test_01_read(pg_conn):
+    assert pg_conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 500
+
+def test_02_read_again_gets_the_same_clone(pg_conn):
+    pg_conn.execute("SELECT * FROM accounts WHERE id = 1").fetchall()
+    assert SEEN[-1] == SEEN[-2]
+
+def test_03_nextval_only(pg_conn):
+    assert pg_conn.execute("SELECT nextval('accounts_id_seq')").fetchone()[0] == 501
+    pg_conn.commit()
+
+def test_04_sequence_is_as_cloned(pg_conn):
+    assert pg_conn.execute("SELECT nextval('accounts_id_seq')").fetchone()[0] == 501
+    assert SEEN[-1] != SEEN[-2]
+
+def test_05_ddl_only(pg_conn):
+    pg_conn.execute("CREATE TABLE scratch (x int)")
+    pg_conn.commit()
+
+def test_06_no_scratch(pg_conn):
+    assert pg_conn.execute("SELECT to_regclass('scratch')").fetchone()[0] is None
+
+def test_07_truncate(pg_conn):
+    pg_conn.execute("TRUNCATE accounts CASCADE")
+    pg_conn.commit()
+
+def test_08_rows_are_back(pg_conn):
+    assert pg_conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 500
+
+def test_09_rolled_back_write(pg_conn):
+    pg_conn.execute("DELETE FROM accounts")
+    pg_conn.rollback()
+
+def test_10_setting(pg_conn, pg_db):
+    pg_conn.autocommit = True
+    pg_conn.execute(f'ALTER DATABASE "{pg_db.name}" SET work_mem = \\'77MB\\'')
+
+def test_11_setting_is_gone(pg_conn):
+    assert pg_conn.execute("SHOW work_mem").fetchone()[0] != "77MB"
+"""
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_untouched_clones_are_reused_and_changed_ones_never(project, backend: str) -> None:
+    pytester = project(
+        f"pgbudget_backend = {backend}\npgbudget_schema = schema.sql\n",
+        **{"schema.sql": SCHEMA, "test_reuse.py": REUSE_TESTS},
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=11)
