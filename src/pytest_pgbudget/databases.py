@@ -59,6 +59,8 @@ class PgDatabase:
 
     name: str
     server: PgServer = field(repr=False)
+    #: Backends of connections the plugin itself closed: not leaks, and not waited for.
+    closed_backends: set[int] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def dsn(self) -> str:
@@ -240,8 +242,8 @@ class DatabaseSupply:
         while True:
             rows = self._admin.execute(
                 "SELECT pid, application_name, state, query FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                [db.name],
+                "WHERE datname = %s AND pid <> pg_backend_pid() AND pid <> ALL(%s)",
+                [db.name, list(db.closed_backends) if self.isolation == "transaction" else []],
             ).fetchall()
             if not rows or time.monotonic() > deadline:
                 break

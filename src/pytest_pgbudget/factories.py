@@ -262,6 +262,7 @@ def pg_conn(db_fixture: str = "pg_db") -> Any:
             if not conn.closed:
                 if not conn.broken:
                     conn.rollback()
+                db.closed_backends.add(conn.info.backend_pid)
                 conn.close()
 
     return conn_fixture
