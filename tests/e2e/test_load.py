@@ -118,6 +118,14 @@ def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
         with pytest.raises(LoadError, match=r"asked for 500 concurrent connections, but the server accepts only \\d+ more \\(max_connections=100"):
             pg_load("SELECT 1", operations=10, concurrency=500)
 
+    def test_broken_work_is_reported_not_lost(pg_load):
+        def work(conn, i):
+            if i == 5:
+                raise ValueError("bad input")
+            conn.execute("SELECT 1")
+        with pytest.raises(LoadError, match=r"the load's work raised ValueError: bad input \\(1 of 2 workers stopped\\)"):
+            pg_load(work, operations=100, concurrency=2)
+
     def test_p95_from_too_few_operations(pg_load):
         result = pg_load("SELECT 1", operations=10, concurrency=2)
         assert "only 10 samples: p95 and p99 are the maximum" in result.describe()
@@ -125,7 +133,7 @@ def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
             result.assert_budget(p95_ms=100)
     """
     _, result = run(project, tests)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_verbose_shows_progress(project) -> None:

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ..databases import PgDatabase
-from .runner import LoadResult, Params, Work, run_load
+from ..factories import capture_window_key
+from ..health import LockWait
+from .runner import LoadResult, ObservedWait, Params, Work, run_load
 
 load_results_key = pytest.StashKey[list[LoadResult]]()
+
+
+def with_logged_waits(result: LoadResult, logged: list[LockWait]) -> LoadResult:
+    """Add the server's ``log_lock_waits`` records to the sampled waits.
+
+    The log's figure is exact ("acquired ... after 123.4 ms"); the sampler knows
+    the blocking statement. A logged wait of a statement the sampler saw too
+    lengthens that wait; one the sampler missed is added as it is.
+    """
+    waits = list(result.lock_waits)
+    for wait in logged:
+        match = next(
+            (i for i, w in enumerate(waits) if w.waiting_statement == wait.statement), None
+        )
+        if match is None:
+            waits.append(ObservedWait(wait.waited_ms, wait.statement, "", wait.lock))
+        elif waits[match].waited_ms < wait.waited_ms:
+            waits[match] = dataclasses.replace(waits[match], waited_ms=wait.waited_ms)
+    return dataclasses.replace(result, lock_waits=tuple(sorted(waits, key=lambda w: -w.waited_ms)))
 
 
 class PgLoad:
@@ -47,9 +69,13 @@ class PgLoad:
         params: Params = None,
         rate: float | None = None,
         label: str = "",
+        sample_interval: float = 0.02,
     ) -> LoadResult:
         label = label or (work if isinstance(work, str) else getattr(work, "__name__", "load"))
         label = " ".join(label.split())[:80]
+        window = self._item.stash.get(capture_window_key, None)
+        sources = window.sources if window is not None else []
+        seen = {id(capture): len(capture.lock_waits) for capture, _ in sources}
         result = run_load(
             self._db.dsn,
             work,
@@ -58,8 +84,18 @@ class PgLoad:
             params=params,
             rate=rate,
             label=label,
+            sample_interval=sample_interval,
             progress=self._progress(label) if self._item.config.get_verbosity() > 0 else None,
         )
+        if window is not None and sources:
+            window.collect()  # the server log's lock waits since the load started
+            logged = [
+                wait
+                for capture, _ in sources
+                for wait in capture.lock_waits[seen.get(id(capture), 0) :]
+                if wait.dbname == self._db.name
+            ]
+            result = with_logged_waits(result, logged)
         self.results.append(result)
         return result
 

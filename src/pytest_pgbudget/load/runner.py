@@ -22,6 +22,7 @@ whole run, so the Python side costs one loop iteration per operation.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
@@ -40,6 +41,7 @@ from ..errors import PgBudgetError
 LOAD_APPLICATION = "pytest-pgbudget-load"
 MIN_SAMPLES_FOR_P95 = 20
 MIN_SAMPLES_FOR_P99 = 100
+_START_TIMEOUT = 120.0
 
 Work = str | Callable[[psycopg.Connection[Any], int], object]
 Params = Sequence[Any] | Mapping[str, Any] | Callable[[int], Any] | None
@@ -352,7 +354,7 @@ def run_load(
     params: Params = None,
     rate: float | None = None,
     label: str = "",
-    sample_interval: float = 0.005,
+    sample_interval: float = 0.02,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> LoadResult:
     """Run the load; see the module docstring."""
@@ -405,35 +407,44 @@ def run_load(
 
     progress_arrays: list[array[int]] = []
 
+    crashes: list[BaseException] = []
+
     def worker() -> None:
         nonlocal done
         mine_latency = array("q")
         mine_service = array("q")
         progress_arrays.append(mine_latency)
         mine_failures: Counter[str] = Counter()
-        with pool.connection() as conn:
-            start_barrier.wait()
-            while (i := next(counter)) < operations:
-                intended = t0 + i * interval_ns
-                if interval_ns:
-                    delay = intended - time.perf_counter_ns()
-                    if delay > 0:
-                        time.sleep(delay / 1e9)
-                began = time.perf_counter_ns()
-                try:
-                    operation(conn, i)
-                except psycopg.Error as exc:
-                    mine_failures[type(exc).__name__] += 1
-                    if conn.broken:
-                        break
-                ended = time.perf_counter_ns()
-                mine_service.append(ended - began)
-                mine_latency.append(ended - (intended if interval_ns else began))
-        with lock:
-            latencies.extend(mine_latency)
-            service.extend(mine_service)
-            failures.update(mine_failures)
-            done += len(mine_latency)
+        try:
+            with pool.connection() as conn:
+                start_barrier.wait(timeout=_START_TIMEOUT)
+                while (i := next(counter)) < operations:
+                    intended = t0 + i * interval_ns
+                    if interval_ns:
+                        delay = intended - time.perf_counter_ns()
+                        if delay > 0:
+                            time.sleep(delay / 1e9)
+                    began = time.perf_counter_ns()
+                    try:
+                        operation(conn, i)
+                    except psycopg.Error as exc:
+                        mine_failures[type(exc).__name__] += 1
+                        if conn.broken:
+                            break
+                    ended = time.perf_counter_ns()
+                    mine_service.append(ended - began)
+                    mine_latency.append(ended - (intended if interval_ns else began))
+        except threading.BrokenBarrierError:
+            pass  # another worker could not start; it reports why
+        except BaseException as exc:  # the work itself is broken: report it after the run
+            crashes.append(exc)
+            start_barrier.abort()
+        finally:
+            with lock:
+                latencies.extend(mine_latency)
+                service.extend(mine_service)
+                failures.update(mine_failures)
+                done += len(mine_latency)
 
     sampler = _Sampler(dsn, sample_interval, version)
     sampler_thread = threading.Thread(target=sampler.run, name="pgbudget-load-sampler", daemon=True)
@@ -447,7 +458,8 @@ def run_load(
         for thread in threads:
             thread.start()
         t0 = time.perf_counter_ns()
-        start_barrier.wait()
+        with contextlib.suppress(threading.BrokenBarrierError):  # reported below
+            start_barrier.wait(timeout=_START_TIMEOUT)
         started = time.perf_counter()
         while alive := [t for t in threads if t.is_alive()]:
             alive[0].join(timeout=1.0)
@@ -459,6 +471,12 @@ def run_load(
         sampler.stop.set()
         sampler_thread.join(timeout=5)
         pool.close()
+    if crashes:
+        first = crashes[0]
+        raise LoadError(
+            f"the load's work raised {type(first).__name__}: {first} "
+            f"({len(crashes)} of {concurrency} workers stopped)"
+        ) from first
     if sampler.error is not None:
         raise LoadError(
             f"watching the load's connections failed: {sampler.error}"

@@ -1,0 +1,850 @@
+#!/usr/bin/env python
+"""Validate ``pg_load`` (``run_load``) against PostgreSQL's own ``pgbench``.
+
+Run it with the virtualenv that has pytest-pgbudget installed::
+
+    python benchmarks/bench_load.py                 # about 2.5-3.5 minutes
+    python benchmarks/bench_load.py --repeats 1 --concurrency 8 --investigate never   # a quick look
+
+What is compared
+================
+
+One throwaway server is started with the plugin's own machinery
+(``pytest_pgbudget.server.provision(Settings(backend="local"))``: the tuned
+test profile, unix socket only; as root the plugin runs it as ``postgres``).
+A database ``bench`` is created and filled with ``pgbench -i -s SCALE``
+(default scale 10: 1,000,000 accounts, 100 tellers, 10 branches). Then the
+same TPC-B-like transaction, pgbench's built-in default script::
+
+    BEGIN;
+    UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+    SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+    UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+    UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+    INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+        VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+    END;
+
+with ``aid`` uniform in 1..100000*scale, ``tid`` in 1..10*scale, ``bid`` in
+1..scale and ``delta`` in -5000..5000, is driven by
+
+(a) ``pgbench -j 2``  ``-c C -j 2 -t T -n -M prepared --log``: its
+                      per-transaction log (third column: latency in
+                      microseconds) gives every latency, from which p50 and
+                      p95 are computed here with the same nearest-rank rule as
+                      ``Latency.of``; throughput is pgbench's "tps ... (without
+                      initial connection time)" line. This is the reference
+                      of the 15 % target.
+(b) ``pgbench -j C``  the same with one pgbench thread per connection, the
+                      threading model of ``run_load``. With ``-j 2`` each
+                      pgbench thread multiplexes C/2 connections and a
+                      transaction whose reply has arrived waits until its
+                      thread gets round to it, which can add to pgbench's own
+                      latencies on a busy 2-core machine.
+(c) ``pg_load``       ``run_load`` with the psycopg callable ``tpcb`` below
+                      (one ``with conn.transaction():`` block, the five
+                      statements with ``prepare=True``), ``operations = C * T``,
+                      ``concurrency = C``: the same number of transactions over
+                      the same number of connections. The target is judged on
+                      this one.
+(d) ``pg_load (libpq)`` ``run_load`` with ``tpcb_libpq``: the same statements
+                      and round trips, server-side prepared, sent through
+                      libpq directly (``conn.pgconn.exec_prepared``) without
+                      psycopg's per-statement Python work (cursor, adaptation,
+                      prepared-statement bookkeeping). Its client CPU per
+                      transaction is close to pgbench's, so it shows what the
+                      runner measures when the client is cheap.
+
+For every concurrency (default 8, 16 and 32) the four are interleaved
+(round 1 of each, round 2 of each, ...) ``--repeats`` times (default 3) and the
+medians are compared. Before every run, of any tool, the same clean-up as
+pgbench's own: ``VACUUM pgbench_branches``, ``VACUUM pgbench_tellers``,
+``TRUNCATE pgbench_history`` (hence ``-n`` for pgbench) and a ``CHECKPOINT``,
+so every run starts from the same state. The CPU time of the client
+(``getrusage`` of the pgbench child processes; ``time.process_time`` of this
+process for run_load, its sampler thread included) is printed per
+transaction: on a 2-core machine the load generator competes with the server
+for the same cores, so a client that needs more CPU per transaction slows the
+server it measures.
+
+Investigation
+=============
+
+When the p95 target is missed (``--investigate auto``, the default; ``always``
+or ``never`` to force it), the comparison is repeated at
+``--investigate-concurrency`` clients (default 8 and 32) with variants that
+isolate where the difference comes from:
+
+* ``pgbench -M simple`` (pgbench's default protocol) against ``-M prepared``;
+* ``run_load`` with ``sample_interval=1`` (its ``_Sampler`` polls
+  ``pg_stat_activity`` + ``pg_locks`` + ``pg_blocking_pids`` every 5 ms by
+  default);
+* "bare threads": the same callable in plain threads (own connections, a
+  barrier, ``perf_counter_ns`` around each call), i.e. no runner at all;
+* "processes": the same callable in one forked process per connection (no
+  GIL shared between the clients), with the psycopg and the libpq callable.
+
+Runner overhead
+===============
+
+``SELECT 1`` (prepared) ``--select1-ops`` times (default 10000) over C
+connections (default 1 and 8), each connection owned by one thread:
+
+* a bare loop: ``psycopg.connect(autocommit=True)`` per thread, a barrier,
+  then ``t = perf_counter_ns(); conn.execute("SELECT 1", prepare=True);
+  lat.append(perf_counter_ns() - t)`` for the thread's share;
+* ``run_load(dsn, "SELECT 1", operations=N, concurrency=C)``;
+* the same with ``sample_interval=1`` (the sampler's share of the overhead).
+
+Each prints wall microseconds per operation (elapsed / N; median and best of
+``--overhead-repeats`` interleaved runs, default 5) and client CPU per
+operation; the difference to the bare loop is what the runner adds per
+operation.
+
+Everything this script writes lives in one temporary directory,
+``/tmp/bench-pgload-*``, removed at exit; the server is stopped with
+``server.controller.stop()`` in a ``finally`` (also on errors and on SIGTERM /
+SIGHUP), and the script then checks that no postgres process of that server is
+left. The comparison and the runner overhead come first; the investigation
+is cut short when the run nears ``--time-budget`` (default 210 s), so the whole
+script stays under 4 minutes on a busy machine. Exit status 1 when the p95
+target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import multiprocessing
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo, pq
+
+from pytest_pgbudget import server as pgserver
+from pytest_pgbudget.load import run_load
+from pytest_pgbudget.options import Settings
+
+DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
+TARGET_P95_RATIO = 0.15  # |pg_load / pgbench - 1| at most this
+RUN_TIMEOUT = 120  # seconds, per pgbench subprocess
+
+# ---------------------------------------------------------------------------
+# the transaction
+# ---------------------------------------------------------------------------
+
+UPDATE_ACCOUNT = "UPDATE pgbench_accounts SET abalance = abalance + %s WHERE aid = %s"
+SELECT_ACCOUNT = "SELECT abalance FROM pgbench_accounts WHERE aid = %s"
+UPDATE_TELLER = "UPDATE pgbench_tellers SET tbalance = tbalance + %s WHERE tid = %s"
+UPDATE_BRANCH = "UPDATE pgbench_branches SET bbalance = bbalance + %s WHERE bid = %s"
+INSERT_HISTORY = (
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
+    "VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP)"
+)
+
+
+def tpcb(scale: int) -> Callable[[psycopg.Connection[Any], int], None]:
+    """pgbench's built-in TPC-B-like transaction as a ``run_load`` callable."""
+    accounts, tellers, branches = 100_000 * scale, 10 * scale, scale
+    randint = random.randint
+
+    def tpcb_like(conn: psycopg.Connection[Any], i: int) -> None:
+        aid = randint(1, accounts)
+        tid = randint(1, tellers)
+        bid = randint(1, branches)
+        delta = randint(-5000, 5000)
+        with conn.transaction():
+            conn.execute(UPDATE_ACCOUNT, (delta, aid), prepare=True)
+            conn.execute(SELECT_ACCOUNT, (aid,), prepare=True).fetchone()
+            conn.execute(UPDATE_TELLER, (delta, tid), prepare=True)
+            conn.execute(UPDATE_BRANCH, (delta, bid), prepare=True)
+            conn.execute(INSERT_HISTORY, (tid, bid, aid, delta), prepare=True)
+
+    return tpcb_like
+
+
+LIBPQ_STATEMENTS = (
+    "BEGIN",
+    "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2",
+    "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
+    "VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)",
+    "END",
+)
+
+
+def tpcb_libpq(scale: int) -> Callable[[psycopg.Connection[Any], int], None]:
+    """The same transaction straight through libpq (``conn.pgconn``), for the investigation.
+
+    Same statements, same round trips, server-side prepared like ``-M prepared``,
+    but none of psycopg's per-statement Python work (cursor, adaptation,
+    prepared-statement bookkeeping): its client CPU per transaction is close to
+    pgbench's, so it shows what run_load measures when the client is cheap.
+    """
+    accounts, tellers, branches = 100_000 * scale, 10 * scale, scale
+    randint = random.randint
+    prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+    ok = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+    names = [b"bench_tpcb_%d" % n for n in range(len(LIBPQ_STATEMENTS))]
+
+    def check(result: pq.abc.PGresult) -> None:
+        if result.status not in ok:
+            raise psycopg.Error((result.error_message or b"").decode(errors="replace"))
+
+    def tpcb_like_libpq(conn: psycopg.Connection[Any], i: int) -> None:
+        pgconn = conn.pgconn
+        if conn not in prepared:
+            for name, sql in zip(names, LIBPQ_STATEMENTS, strict=True):
+                check(pgconn.prepare(name, sql.encode()))
+            prepared.add(conn)
+        aid = b"%d" % randint(1, accounts)
+        tid = b"%d" % randint(1, tellers)
+        bid = b"%d" % randint(1, branches)
+        delta = b"%d" % randint(-5000, 5000)
+        run = pgconn.exec_prepared
+        check(run(names[0], None))
+        check(run(names[1], [delta, aid]))
+        check(run(names[2], [aid]))
+        check(run(names[3], [delta, tid]))
+        check(run(names[4], [delta, bid]))
+        check(run(names[5], [tid, bid, aid, delta]))
+        check(run(names[6], None))
+
+    return tpcb_like_libpq
+
+
+# ---------------------------------------------------------------------------
+# measurements
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Measure:
+    tool: str
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    throughput: float
+    count: int
+    cpu_us_per_op: float  # client CPU (user + system) per operation
+
+
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """The same rule as ``Latency.of``: the ceil(q * n)-th smallest value."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Bench:
+    root: Path
+    pg_bin: Path
+    dsn: str  # the bench database
+    env: dict[str, str]  # PGHOST & co. for pgbench
+    scale: int
+
+    def reset(self) -> None:
+        """pgbench's own pre-run clean-up, done here for both tools alike."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("VACUUM pgbench_branches")
+            conn.execute("VACUUM pgbench_tellers")
+            conn.execute("TRUNCATE pgbench_history")
+            conn.execute("CHECKPOINT")
+
+    def pgbench(
+        self, clients: int, per_client: int, tag: str, mode: str = "prepared", threads: int = 2
+    ) -> Measure:
+        self.reset()
+        prefix = self.root / f"pgbench-{tag}"
+        argv = [
+            str(self.pg_bin / "pgbench"),
+            "-n",
+            "-M",
+            mode,
+            "-c",
+            str(clients),
+            "-j",
+            str(min(threads, clients)),
+            "-t",
+            str(per_client),
+            "--log",
+            f"--log-prefix={prefix}",
+        ]
+        cpu = children_cpu()
+        proc = subprocess.run(
+            argv,
+            cwd=self.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        cpu = children_cpu() - cpu
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"pgbench failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        found = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", proc.stdout)
+        if found is None:
+            raise SystemExit(f"no tps line in pgbench's output:\n{proc.stdout}")
+        latencies_us: list[int] = []
+        logs = sorted(self.root.glob(f"pgbench-{tag}.*"))
+        for log in logs:
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    latencies_us.append(int(fields[2]))
+            log.unlink()
+        expected = clients * per_client
+        if len(latencies_us) != expected:
+            raise SystemExit(
+                f"pgbench logged {len(latencies_us)} transactions in {len(logs)} file(s), "
+                f"expected {expected}"
+            )
+        latencies_us.sort()
+        return Measure(
+            f"pgbench -M {mode} -j {min(threads, clients)}",
+            nearest_rank(latencies_us, 0.5) / 1000,
+            nearest_rank(latencies_us, 0.95) / 1000,
+            statistics.fmean(latencies_us) / 1000,
+            float(found.group(1)),
+            len(latencies_us),
+            cpu / expected * 1e6,
+        )
+
+    def pg_load(
+        self,
+        work: Any,
+        operations: int,
+        concurrency: int,
+        sample_interval: float = 0.005,  # run_load's default
+        tool: str = "pg_load",
+    ) -> Measure:
+        self.reset()
+        cpu = time.process_time()
+        result = run_load(
+            self.dsn,
+            work,
+            operations=operations,
+            concurrency=concurrency,
+            sample_interval=sample_interval,
+        )
+        cpu = time.process_time() - cpu
+        if result.errors or result.operations != operations:
+            raise SystemExit(f"run_load: {result.describe()}")
+        return Measure(
+            tool,
+            result.latency.p50_ms,
+            result.latency.p95_ms,
+            result.latency.mean_ms,
+            result.throughput,
+            result.operations,
+            cpu / operations * 1e6,
+        )
+
+    def bare(
+        self,
+        work: Callable[[psycopg.Connection[Any], int], object],
+        operations: int,
+        concurrency: int,
+        tool: str = "bare loop",
+    ) -> Measure:
+        """The same work from plain threads: no pool, no sampler, no shared counter."""
+        self.reset()
+        conns = [psycopg.connect(self.dsn, autocommit=True) for _ in range(concurrency)]
+        shares = [
+            operations // concurrency + (n < operations % concurrency) for n in range(concurrency)
+        ]
+        results: list[list[int]] = [[] for _ in range(concurrency)]
+        barrier = threading.Barrier(concurrency + 1)
+        perf = time.perf_counter_ns
+
+        def loop(n: int) -> None:
+            conn, mine, count = conns[n], results[n], shares[n]
+            try:
+                barrier.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                return
+            for i in range(count):
+                began = perf()
+                work(conn, i)
+                mine.append(perf() - began)
+
+        threads = [
+            threading.Thread(target=loop, args=(n,), daemon=True) for n in range(concurrency)
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            cpu = time.process_time()
+            barrier.wait(timeout=30)
+            started = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        finally:
+            barrier.abort()
+            for conn in conns:
+                conn.close()
+        latencies = sorted(ns for mine in results for ns in mine)
+        if len(latencies) != operations:
+            raise SystemExit(f"{tool}: {len(latencies)} of {operations} operations completed")
+        return Measure(
+            tool,
+            nearest_rank(latencies, 0.5) / 1e6,
+            nearest_rank(latencies, 0.95) / 1e6,
+            statistics.fmean(latencies) / 1e6,
+            operations / elapsed,
+            operations,
+            cpu / operations * 1e6,
+        )
+
+    def processes(
+        self, scale: int, operations: int, concurrency: int, libpq: bool = False
+    ) -> Measure:
+        """The callable in one forked process per connection: no GIL shared between them."""
+        self.reset()
+        ctx = multiprocessing.get_context("fork")
+        barrier = ctx.Barrier(concurrency + 1)
+        queue: multiprocessing.Queue[tuple[list[int], float]] = ctx.Queue()
+        shares = [
+            operations // concurrency + (n < operations % concurrency) for n in range(concurrency)
+        ]
+        procs = [
+            ctx.Process(
+                target=_process_worker,
+                args=(self.dsn, scale, libpq, share, barrier, queue),
+                daemon=True,
+            )
+            for share in shares
+        ]
+        try:
+            for proc in procs:
+                proc.start()
+            barrier.wait(timeout=60)
+            started = time.perf_counter()
+            got = [queue.get(timeout=RUN_TIMEOUT) for _ in procs]
+            elapsed = time.perf_counter() - started
+            for proc in procs:
+                proc.join(timeout=10)
+        finally:
+            barrier.abort()
+            for proc in procs:
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+        latencies = sorted(ns for mine, _cpu in got for ns in mine)
+        return Measure(
+            "processes",
+            nearest_rank(latencies, 0.5) / 1e6,
+            nearest_rank(latencies, 0.95) / 1e6,
+            statistics.fmean(latencies) / 1e6,
+            len(latencies) / elapsed,
+            len(latencies),
+            sum(cpu for _mine, cpu in got) / len(latencies) * 1e6,
+        )
+
+
+def _process_worker(
+    dsn: str,
+    scale: int,
+    libpq: bool,
+    count: int,
+    barrier: Any,
+    queue: multiprocessing.Queue[tuple[list[int], float]],
+) -> None:
+    work = tpcb_libpq(scale) if libpq else tpcb(scale)
+    perf = time.perf_counter_ns
+    mine: list[int] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        barrier.wait(timeout=60)
+        cpu = time.process_time()
+        for i in range(count):
+            began = perf()
+            work(conn, i)
+            mine.append(perf() - began)
+        cpu = time.process_time() - cpu
+    queue.put((mine, cpu))
+
+
+def select1(conn: psycopg.Connection[Any], i: int) -> None:
+    conn.execute("SELECT 1", prepare=True)
+
+
+def median_of(runs: list[Measure]) -> Measure:
+    return Measure(
+        runs[0].tool,
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p95_ms for r in runs),
+        statistics.median(r.mean_ms for r in runs),
+        statistics.median(r.throughput for r in runs),
+        runs[0].count,
+        statistics.median(r.cpu_us_per_op for r in runs),
+    )
+
+
+def fmt(m: Measure) -> str:
+    return (
+        f"p50 {m.p50_ms:6.2f} ms  p95 {m.p95_ms:6.2f} ms  mean {m.mean_ms:6.2f} ms  "
+        f"{m.throughput:7.0f} tps  client CPU {m.cpu_us_per_op:5.0f} us/tx"
+    )
+
+
+# ---------------------------------------------------------------------------
+# clean-up
+# ---------------------------------------------------------------------------
+
+
+def postgres_pids_under(path: str) -> list[int]:
+    """PIDs of postgres processes whose command line or working directory mentions ``path``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            exe = os.path.basename(os.readlink(entry / "exe"))
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if exe in ("postgres", "postmaster") and (cwd.startswith(path) or path in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--concurrency", default="8,16,32", help="comma-separated client counts (default 8,16,32)"
+    )
+    parser.add_argument(
+        "--transactions",
+        type=int,
+        default=4800,
+        help="transactions per run, rounded to a multiple of the concurrency (default 4800)",
+    )
+    parser.add_argument("--scale", type=int, default=10, help="pgbench scale factor (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each (median)")
+    parser.add_argument(
+        "--select1-ops", type=int, default=10000, help="operations per SELECT 1 run"
+    )
+    parser.add_argument(
+        "--overhead-concurrency", default="1,8", help="connections for the SELECT 1 runs"
+    )
+    parser.add_argument(
+        "--investigate",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="run the investigation variants: when the p95 target is missed (auto, the default)",
+    )
+    parser.add_argument(
+        "--investigate-concurrency",
+        default="8,32",
+        help="client counts of the investigation (default 8,32)",
+    )
+    parser.add_argument(
+        "--overhead-repeats", type=int, default=5, help="interleaved SELECT 1 runs (default 5)"
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=210,
+        help="seconds; the optional sections are cut short to stay within it (default 210)",
+    )
+    parser.add_argument("--pg-bin", default=DEFAULT_PG_BIN, help="PostgreSQL bin directory")
+    args = parser.parse_args()
+    args.started = time.perf_counter()
+    pg_bin = Path(args.pg_bin)
+    if not (pg_bin / "pgbench").is_file():
+        parser.error(f"{pg_bin / 'pgbench'} not found (use --pg-bin)")
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    overhead_concurrencies = [int(c) for c in args.overhead_concurrency.split(",") if c.strip()]
+
+    root = Path(tempfile.mkdtemp(prefix="bench-pgload-"))
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    bench_started = time.perf_counter()
+    server = None
+    run_dir = ""
+    try:
+        started = time.perf_counter()
+        server = pgserver.provision(Settings(backend="local", pg_bin=str(pg_bin)))
+        params = conninfo.conninfo_to_dict(server.dsn)
+        run_dir = str(params["host"])
+        print(
+            f"pg_load vs pgbench: PostgreSQL {server.version} ({server.backend} backend, "
+            f"socket {run_dir}) started in {time.perf_counter() - started:.2f} s; "
+            f"{os.cpu_count()} CPU(s), {platform.platform()}, Python {platform.python_version()}, "
+            f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+        if os.getloadavg()[0] > (os.cpu_count() or 1) / 2:
+            print("warning: the machine is busy (load average above half the CPUs); expect noise")
+        return bench(args, root, pg_bin, server, concurrencies, overhead_concurrencies)
+    finally:
+        if server is not None:
+            server.controller.stop()
+        leftovers = postgres_pids_under(run_dir) if run_dir else []
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print(
+            f"\nserver stopped, {root} removed"
+            + (f" (killed leftover postgres PIDs {leftovers})" if leftovers else "")
+            + f"; total benchmark time {time.perf_counter() - bench_started:.0f} s"
+        )
+
+
+def bench(
+    args: argparse.Namespace,
+    root: Path,
+    pg_bin: Path,
+    server: Any,
+    concurrencies: list[int],
+    overhead_concurrencies: list[int],
+) -> int:
+    with server.connect() as conn:
+        conn.execute("CREATE DATABASE bench")
+        row = conn.execute("SHOW max_connections").fetchone()
+    max_connections = int(row[0]) if row else 100
+    if max(concurrencies) + 5 > max_connections:
+        raise SystemExit(
+            f"concurrency {max(concurrencies)} needs more than max_connections={max_connections}"
+        )
+    params = conninfo.conninfo_to_dict(server.dsn)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(
+        PGHOST=str(params["host"]),
+        PGPORT=str(params.get("port") or 5432),
+        PGUSER=str(params["user"]),
+        PGDATABASE="bench",
+    )
+    b = Bench(root, pg_bin, server.dsn_for("bench"), env, args.scale)
+    started = time.perf_counter()
+    init = subprocess.run(
+        [str(pg_bin / "pgbench"), "-i", "-q", "-s", str(args.scale)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    if init.returncode != 0:
+        raise SystemExit(f"pgbench -i failed:\n{init.stderr}")
+    print(f"pgbench -i -s {args.scale}: {time.perf_counter() - started:.2f} s")
+    work = tpcb(args.scale)
+    thin = tpcb_libpq(args.scale)
+
+    def pg_load_run(operations: int, concurrency: int, tag: str) -> Measure:
+        return b.pg_load(work, operations, concurrency)
+
+    def pg_load_libpq(operations: int, concurrency: int, tag: str) -> Measure:
+        return b.pg_load(thin, operations, concurrency)
+
+    def pg_load_quiet(operations: int, concurrency: int, tag: str) -> Measure:
+        return b.pg_load(work, operations, concurrency, sample_interval=1.0)
+
+    def bare_run(
+        fn: Callable[[psycopg.Connection[Any], int], object],
+        operations: int,
+        concurrency: int,
+        tag: str,
+    ) -> Measure:
+        return b.bare(fn, operations, concurrency)
+
+    def processes_run(libpq: bool, operations: int, concurrency: int, tag: str) -> Measure:
+        return b.processes(args.scale, operations, concurrency, libpq=libpq)
+
+    # Warm-up, untimed: fills shared_buffers with the accounts and its index for both tools.
+    b.pgbench(concurrencies[0], 200, "warmup")
+    b.pg_load(work, concurrencies[0] * 100, concurrencies[0])
+
+    # -- pgbench vs pg_load -----------------------------------------------------
+    results: dict[int, dict[str, Measure]] = {}
+    for c in concurrencies:
+        per_client = max(1, args.transactions // c)
+        total = per_client * c
+        tools: list[tuple[str, Callable[[str], Measure]]] = [
+            ("pgbench -j 2", partial(b.pgbench, c, per_client)),
+            ("pg_load", partial(pg_load_run, total, c)),
+            ("pg_load (libpq)", partial(pg_load_libpq, total, c)),
+        ]
+        if c > 2:  # one pgbench thread per connection, like run_load
+            tools.insert(1, (f"pgbench -j {c}", partial(b.pgbench, c, per_client, threads=c)))
+        runs: dict[str, list[Measure]] = {name: [] for name, _ in tools}
+        print(f"\nTPC-B-like, {c} clients, {total} transactions per run ({per_client} per client)")
+        for rnd in range(1, args.repeats + 1):
+            for n, (name, run) in enumerate(tools):
+                runs[name].append(run(f"c{c}-r{rnd}-t{n}"))
+                print(f"  round {rnd} {name:<17} {fmt(runs[name][-1])}", flush=True)
+        results[c] = {name: median_of(runs[name]) for name, _ in tools}
+
+    def p95_ratio(c: int, reference: str) -> float:
+        return results[c]["pg_load"].p95_ms / results[c][reference].p95_ms
+
+    missed = any(abs(p95_ratio(c, "pgbench -j 2") - 1) > TARGET_P95_RATIO for c in results)
+
+    # -- runner overhead --------------------------------------------------------
+    overhead: dict[int, dict[str, Measure]] = {}
+    best: dict[int, dict[str, float]] = {}  # best-of throughput: noise only ever slows a run
+    ops = args.select1_ops
+    print(f"\nrunner overhead: SELECT 1 (prepared), {ops} operations per run")
+    for c in overhead_concurrencies:
+        kinds: list[tuple[str, Callable[[], Measure]]] = [
+            ("bare", partial(b.bare, select1, ops, c)),
+            ("run_load", partial(b.pg_load, "SELECT 1", ops, c)),
+            ("run_load si=1", partial(b.pg_load, "SELECT 1", ops, c, sample_interval=1.0)),
+        ]
+        oruns: dict[str, list[Measure]] = {name: [] for name, _ in kinds}
+        for rnd in range(1, args.overhead_repeats + 1):
+            if rnd > 1 and time.perf_counter() - args.started > args.time_budget * 0.5:
+                print(f"  (stopped after {rnd - 1} rounds: --time-budget)")
+                break
+            for name, measure in kinds:
+                oruns[name].append(measure())
+            print(
+                f"  round {rnd} C={c}: "
+                + ", ".join(
+                    f"{name} {1e6 / oruns[name][-1].throughput:6.1f} us/op" for name, _ in kinds
+                ),
+                flush=True,
+            )
+        overhead[c] = {name: median_of(oruns[name]) for name, _ in kinds}
+        best[c] = {name: max(m.throughput for m in oruns[name]) for name, _ in kinds}
+
+    # -- investigation ----------------------------------------------------------
+    investigated: dict[int, list[tuple[str, Measure]]] = {}
+    wanted = args.investigate == "always" or (args.investigate == "auto" and missed)
+    for c in (
+        [int(x) for x in args.investigate_concurrency.split(",") if x.strip()] if wanted else []
+    ):
+        if time.perf_counter() - args.started > args.time_budget * 0.6:
+            print(f"\ninvestigation at {c} clients skipped: too little of --time-budget left")
+            continue
+        per_client = max(1, args.transactions // c)
+        total = per_client * c
+        variants: list[tuple[str, Callable[[str], Measure]]] = [
+            ("pgbench -M prepared -j 2", partial(b.pgbench, c, per_client)),
+            ("pgbench -M simple -j 2", partial(b.pgbench, c, per_client, mode="simple")),
+            ("pg_load (psycopg callable)", partial(pg_load_run, total, c)),
+            ("pg_load sample_interval=1 s", partial(pg_load_quiet, total, c)),
+            ("bare threads, psycopg callable", partial(bare_run, work, total, c)),
+            ("processes, psycopg callable", partial(processes_run, False, total, c)),
+            ("bare threads, libpq callable", partial(bare_run, thin, total, c)),
+            ("processes, libpq callable", partial(processes_run, True, total, c)),
+        ]
+        print(
+            f"\ninvestigation ({'asked for' if args.investigate == 'always' else 'p95 target missed'})"
+            f": {c} clients, {total} transactions, up to {args.repeats} interleaved rounds"
+        )
+        vruns: dict[str, list[Measure]] = {name: [] for name, _ in variants}
+        for rnd in range(1, args.repeats + 1):
+            if rnd > 1 and time.perf_counter() - args.started > args.time_budget * 0.85:
+                print(f"  (stopped after {rnd - 1} round(s): --time-budget)")
+                break
+            for n, (name, run) in enumerate(variants):
+                vruns[name].append(run(f"inv-c{c}-r{rnd}-v{n}"))
+                print(f"  round {rnd} {name:<31} {fmt(vruns[name][-1])}", flush=True)
+        investigated[c] = [(name, median_of(vruns[name])) for name, _ in variants]
+
+    # -- summary ----------------------------------------------------------------
+    print()
+    print(f"Results: medians of {args.repeats} interleaved runs; TPC-B-like at scale {args.scale}")
+    header = (
+        f"{'clients':>7} {'tool':<16} {'p50 ms':>7} {'p95 ms':>7} {'mean ms':>8} {'tps':>7} "
+        f"{'client CPU us/tx':>16}"
+    )
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for c, by_tool in results.items():
+        for name, m in by_tool.items():
+            print(
+                f"{c:>7} {name:<16} {m.p50_ms:>7.2f} {m.p95_ms:>7.2f} {m.mean_ms:>8.2f} "
+                f"{m.throughput:>7.0f} {m.cpu_us_per_op:>16.0f}"
+            )
+        ours = by_tool["pg_load"]
+        for reference in [name for name in by_tool if name.startswith("pgbench")]:
+            theirs = by_tool[reference]
+            ratio = ours.p95_ms / theirs.p95_ms
+            line = (
+                f"{'':>7} pg_load / {reference}: p95 {ratio:.2f}, "
+                f"p50 {ours.p50_ms / theirs.p50_ms:.2f}, tps {ours.throughput / theirs.throughput:.2f}"
+            )
+            if reference == "pgbench -j 2":
+                verdict = "OK" if abs(ratio - 1) <= TARGET_P95_RATIO else "MISSED"
+                ok &= verdict == "OK"
+                line += f"  (target: p95 within {TARGET_P95_RATIO:.0%}) ... {verdict}"
+            print(line)
+    for c, found in investigated.items():
+        print()
+        print(f"Investigation at {c} clients (medians)")
+        for name, m in found:
+            print(f"  {name:<31} {fmt(m)}")
+    print()
+    print(
+        f"Runner overhead, SELECT 1 prepared, {args.overhead_repeats} interleaved runs: "
+        "us/op = elapsed / operations (difference to the bare loop)"
+    )
+    for c, by_kind in overhead.items():
+        bare_us = 1e6 / by_kind["bare"].throughput
+        bare_best = 1e6 / best[c]["bare"]
+        for name, m in by_kind.items():
+            us, us_best = 1e6 / m.throughput, 1e6 / best[c][name]
+            diff = "" if name == "bare" else f" ({us - bare_us:+5.1f})"
+            diff_best = "" if name == "bare" else f" ({us_best - bare_best:+5.1f})"
+            print(
+                f"  C={c:<3} {name:<14} median {us:5.1f}{diff:<8} us/op   "
+                f"best-of {us_best:5.1f}{diff_best:<8} us/op   "
+                f"client CPU {m.cpu_us_per_op:5.1f} us/op"
+            )
+    print(
+        f"\nload average at the end: {os.getloadavg()[0]:.2f} (other work on the machine adds noise)"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
