@@ -144,3 +144,24 @@ def test_verbose_shows_progress(project) -> None:
     _, result = run(project, tests, "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*pg_load sleepy: */1200 operations, * ops/s*"])
+
+
+def test_one_process_per_connection(project) -> None:
+    tests = """\
+    import pytest
+
+    def account(i):
+        return (i % 1000 + 1,)
+
+    def test_processes(pg_load, pg_conn):
+        result = pg_load("UPDATE counters SET n = n + 1 WHERE id = %s", params=account,
+                         operations=1000, concurrency=4, processes=True)
+        assert result.operations == 1000 and result.errors == 0
+        assert pg_conn.execute("SELECT sum(n) FROM counters").fetchone()[0] == 1000
+
+    def test_lambdas_cannot_cross_processes(pg_load):
+        with pytest.raises(TypeError, match="processes=True needs a picklable work and params"):
+            pg_load("SELECT %s", params=lambda i: (i,), operations=10, concurrency=2, processes=True)
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(passed=2)

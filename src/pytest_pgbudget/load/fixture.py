@@ -70,6 +70,7 @@ class PgLoad:
         rate: float | None = None,
         label: str = "",
         sample_interval: float = 0.02,
+        processes: bool = False,
     ) -> LoadResult:
         label = label or (work if isinstance(work, str) else getattr(work, "__name__", "load"))
         label = " ".join(label.split())[:80]
@@ -85,6 +86,7 @@ class PgLoad:
             rate=rate,
             label=label,
             sample_interval=sample_interval,
+            processes=processes,
             progress=self._progress(label) if self._item.config.get_verbosity() > 0 else None,
         )
         if window is not None and sources:

@@ -356,8 +356,13 @@ def run_load(
     label: str = "",
     sample_interval: float = 0.02,
     progress: Callable[[int, int, float], None] | None = None,
+    processes: bool = False,
 ) -> LoadResult:
-    """Run the load; see the module docstring."""
+    """Run the load; see the module docstring.
+
+    ``processes=True`` gives every connection its own process instead of a
+    thread (see :mod:`pytest_pgbudget.load.processes`).
+    """
     if operations < 1 or concurrency < 1:
         raise LoadError(
             f"operations and concurrency must be at least 1; got {operations}, {concurrency}"
@@ -374,6 +379,11 @@ def run_load(
             f"asked for {concurrency} concurrent connections, but the server accepts only "
             f"{max(0, free - 1)} more ({detail}; one more is kept for monitoring). Lower "
             "concurrency or raise max_connections (pgbudget_settings = max_connections = 300)."
+        )
+
+    if processes:
+        return _run_in_processes(
+            dsn, work, params, operations, concurrency, rate, label, sample_interval, version
         )
 
     def configure(conn: psycopg.Connection[Any]) -> None:
@@ -477,6 +487,56 @@ def run_load(
             f"the load's work raised {type(first).__name__}: {first} "
             f"({len(crashes)} of {concurrency} workers stopped)"
         ) from first
+    return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
+
+
+def _run_in_processes(
+    dsn: str,
+    work: Work,
+    params: Params,
+    operations: int,
+    concurrency: int,
+    rate: float | None,
+    label: str,
+    sample_interval: float,
+    version: int,
+) -> LoadResult:
+    from .processes import execute_in_processes
+
+    sampler = _Sampler(dsn, sample_interval, version)
+    sampler_thread = threading.Thread(target=sampler.run, name="pgbudget-load-sampler", daemon=True)
+    sampler_thread.start()
+    try:
+        latencies, service, failures, crashes, elapsed = execute_in_processes(
+            dsn,
+            LOAD_APPLICATION,
+            work,
+            params,
+            operations=operations,
+            concurrency=concurrency,
+            rate=rate,
+            start_timeout=_START_TIMEOUT,
+        )
+    finally:
+        sampler.stop.set()
+        sampler_thread.join(timeout=5)
+    if crashes:
+        raise LoadError(
+            f"the load's work failed in {len(crashes)} of {concurrency} processes: {crashes[0]}"
+        )
+    return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
+
+
+def _result(
+    latencies: Sequence[int],
+    service: Sequence[int],
+    failures: Counter[str],
+    concurrency: int,
+    rate: float | None,
+    elapsed: float,
+    sampler: _Sampler,
+    label: str,
+) -> LoadResult:
     if sampler.error is not None:
         raise LoadError(
             f"watching the load's connections failed: {sampler.error}"
