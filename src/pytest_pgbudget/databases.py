@@ -23,6 +23,7 @@ Only databases this run created are ever dropped, on every backend.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import secrets
 import threading
@@ -51,6 +52,18 @@ SELECT
 _SEQUENCES = """
 SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2
 """
+
+
+def _vacuum_analyze(conn: psycopg.Connection[Any]) -> None:
+    """Statistics for the planner, and a visibility map for index-only scans.
+
+    VACUUM marks a page all-visible only once the commits on it are flushed;
+    with ``synchronous_commit = off`` they may not be yet, so a CHECKPOINT
+    flushes the WAL first (where the role may run one).
+    """
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CHECKPOINT")
+    conn.execute("VACUUM (ANALYZE)")
 
 
 @dataclass
@@ -130,7 +143,7 @@ class DatabaseSupply:
                 if self.after_load is not None:
                     self.after_load(conn)
                 conn.autocommit = True
-                conn.execute("ANALYZE")
+                _vacuum_analyze(conn)
                 rows = conn.execute(INDEXES_QUERY).fetchall()
                 self.indexes = {str(name): str(table) for name, table in rows}
                 self._sequences = conn.execute(_SEQUENCES).fetchall()

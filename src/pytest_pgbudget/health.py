@@ -9,6 +9,7 @@
   working set larger than ``shared_buffers``;
 - lock waits (default < 10 ms), from the server's ``log_lock_waits`` records
   (``deadlock_timeout`` is set to the budget, so every longer wait is logged);
+  the waits of ``pg_load`` runs are judged by their own load budgets instead;
 - indexes of the schema that no captured plan used: a report by default,
   a failure with ``pgbudget_health_unused_indexes = fail``.
 
@@ -58,6 +59,7 @@ class LockWait:
     lock: str
     dbname: str
     statement: str
+    application: str = ""
 
 
 def lock_wait(record: dict[str, Any]) -> LockWait | None:
@@ -70,6 +72,7 @@ def lock_wait(record: dict[str, Any]) -> LockWait | None:
         match.group("lock"),
         record.get("dbname", ""),
         record.get("statement", ""),
+        record.get("application_name", ""),
     )
 
 
@@ -111,8 +114,9 @@ class Health:
             self.idx_cold += int(idx[2])
 
     def add_lock_waits(self, waits: Iterable[LockWait]) -> None:
+        """Add the waits of the tests' own sessions; ``pg_load``'s are judged by load budgets."""
         with self._lock:
-            self.lock_waits.extend(waits)
+            self.lock_waits.extend(w for w in waits if w.application != "pytest-pgbudget-load")
 
     def add_schema_indexes(self, pairs: Iterable[tuple[str, str]]) -> None:
         with self._lock:

@@ -79,7 +79,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _latency_scale(item: pytest.Item, budget: Budget) -> float:
     runtime = get_runtime(item.config)
     if runtime.latency_scale is None:
-        uses_latency = any(getattr(budget, key) is not None for key in LATENCY_KEYWORDS)
+        uses_latency = any(
+            getattr(budget, key) is not None
+            for key in (*LATENCY_KEYWORDS, "load_p95_ms", "load_p99_ms", "min_throughput")
+        )
         if not uses_latency or not runtime.captures:
             return 1.0
         runtime.latency_scale = calibrate(next(iter(runtime.captures.values())))
@@ -153,6 +156,7 @@ def _judge(item: pytest.Item, statements: list[Statement]) -> None:
             verbose=verbose,
         )
         violations = found + violations
+    violations = _name_missing_indexes(item, violations)
     violations += _load_violations(item, budget)
     for violation in violations:
         config.hook.pytest_pgbudget_budget_violation(item=item, violation=violation)
@@ -166,11 +170,43 @@ def _judge(item: pytest.Item, statements: list[Statement]) -> None:
         pytest.fail("\n\n".join(messages), pytrace=False)
 
 
+def _name_missing_indexes(item: pytest.Item, violations: list[Violation]) -> list[Violation]:
+    """A required index that does not exist is the likelier story: say so."""
+    wanted = [v for v in violations if v.keyword == "require_index" and v.subject]
+    context = item.stash.get(capture_window_key, None)
+    if not wanted or context is None or not context.sources:
+        return violations
+    capture, dbname = context.sources[0]
+    with capture.server.connect(dbname) as conn:
+        missing = {
+            v.subject
+            for v in wanted
+            if conn.execute("SELECT to_regclass(%s)", [v.subject]).fetchone() == (None,)
+        }
+    return [
+        dataclasses.replace(
+            v,
+            headline=f"index {v.subject} does not exist in the test database",
+            hint="was it dropped or renamed by a migration, or never created by the schema?",
+        )
+        if v.subject in missing
+        else v
+        for v in violations
+    ]
+
+
 def _load_violations(item: pytest.Item, budget: Budget) -> list[Violation]:
     """The marker's load keywords, judged on every ``pg_load`` run of the test."""
     wanted = {load_key: getattr(budget, key) for key, load_key in LOAD_KEYWORDS.items()}
     if budget.off or all(v is None for v in wanted.values()):
         return []
+    # Latency ceilings scale with the machine, as the statement budgets' do.
+    scale = _latency_scale(item, budget)
+    for key in ("p95_ms", "p99_ms"):
+        if wanted[key] is not None:
+            wanted[key] *= scale
+    if wanted["min_throughput"] is not None:
+        wanted["min_throughput"] /= scale
     found = []
     for result in item.stash.get(load_results_key, []):
         try:
@@ -266,7 +302,10 @@ def pgbudget(request: pytest.FixtureRequest) -> BudgetHelper:
     request.getfixturevalue("pg_db")
     item = request.node
     return BudgetHelper(
-        capture_window(item), _capability(item), verbose=request.config.get_verbosity() > 0
+        capture_window(item),
+        _capability(item),
+        verbose=request.config.get_verbosity() > 0,
+        latency_scale=lambda: _latency_scale(item, Budget(max_ms=1.0)),
     )
 
 

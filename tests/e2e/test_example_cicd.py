@@ -28,7 +28,11 @@ def example(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_example_suite_passes(example: pytest.Pytester) -> None:
     result = example.runpytest_subprocess("-p", "no:randomly", "-rx")
-    result.assert_outcomes(passed=30, xfailed=1)
+    # Every test passes but the documented one; the example may grow, so the
+    # passed count is a floor (30: the tests this file was written against).
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes.get("xfailed") == 1 and outcomes.get("passed", 0) >= 30, outcomes
     result.stdout.fnmatch_lines_random(
         [
             "*XFAIL*test_avoid_functional_expressions_on_jsonb*the guide's 'Avoid' pattern*",
@@ -62,7 +66,7 @@ def test_demo_without_an_index_fails_naming_query_and_index(example: pytest.Pyte
     )
     result.stdout.fnmatch_lines_random(
         [
-            "[[]3[]] no plan used index idx_workflows_tags_gin (indexes used: none)",
+            "[[]3[]] index idx_workflows_tags_gin does not exist in the test database",
             "FAILED tests/test_jsonb_queries.py::test_tag_containment_uses_the_gin_index",
             "demo: without idx_workflows_tags_gin the suite fails, as it should (pytest exit status 1).",
         ]

@@ -26,6 +26,8 @@ class Violation:
     mark: Callable[[Node], bool] | None = field(default=None, compare=False)
     hint: str | None = None
     extra: tuple[str, ...] = ()
+    #: What the violation is about, e.g. the index ``require_index`` asked for.
+    subject: str | None = None
 
     @property
     def latency(self) -> bool:
@@ -219,6 +221,7 @@ def _indexes(
                 Violation(
                     "require_index",
                     f"{how} index {index} (indexes used: {seen})",
+                    subject=index,
                     hint=hint,
                     extra=tuple(s.short_sql() for s in statements[:10]),
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,10 +152,17 @@ class BudgetHelper:
                 client.get("/accounts")
     """
 
-    def __init__(self, context: CaptureWindow, capable: Capability | None, verbose: bool) -> None:
+    def __init__(
+        self,
+        context: CaptureWindow,
+        capable: Capability | None,
+        verbose: bool,
+        latency_scale: Callable[[], float] = lambda: 1.0,
+    ) -> None:
         self._context = context
         self._capable = capable
         self._verbose = verbose
+        self._latency_scale = latency_scale
 
     def budget(self, **keywords: Any) -> BudgetBlock:
         """Check the statements run inside the block; raise ``AssertionError`` on a breach.
@@ -165,15 +173,26 @@ class BudgetHelper:
             spec, _ = parse_budget(keywords)
         except BudgetError as exc:
             raise TypeError(f"pgbudget.budget(): {exc}") from None
-        return BudgetBlock(spec, self._context, self._capable, self._verbose)
+        scale = (
+            self._latency_scale()
+            if any(getattr(spec, key) is not None for key in ("max_ms", "p95_ms", "total_ms"))
+            else 1.0
+        )
+        return BudgetBlock(spec, self._context, self._capable, self._verbose, scale)
 
 
 class BudgetBlock:
     """The context manager returned by ``pgbudget.budget(...)``."""
 
     def __init__(
-        self, spec: Budget, context: CaptureWindow, capable: Capability | None, verbose: bool
+        self,
+        spec: Budget,
+        context: CaptureWindow,
+        capable: Capability | None,
+        verbose: bool,
+        latency_scale: float = 1.0,
     ) -> None:
+        self._latency_scale = latency_scale
         self.spec = spec
         self.statements: list[Statement] = []
         self._context = context
@@ -193,7 +212,7 @@ class BudgetBlock:
             "this block",
             self.spec,
             self.statements,
-            latency_scale=1.0,
+            latency_scale=self._latency_scale,
             capable=self._capable,
             verbose=self._verbose,
         )
