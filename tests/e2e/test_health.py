@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 SCHEMA = """\
-CREATE TABLE items (id int PRIMARY KEY, payload text);
-INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;
+CREATE TABLE items (id int PRIMARY KEY, payload text, note text);
+INSERT INTO items SELECT g, repeat('x', 200), repeat('y', 200) FROM generate_series(1, 20000) g;
 CREATE INDEX items_payload ON items (payload);
 """
 
@@ -72,7 +72,7 @@ def test_cache_misses_breach_the_hit_ratio(project) -> None:
         test_scan_py="""
         def test_scans(pg_conn):
             for _ in range(5):
-                pg_conn.execute("SELECT count(*) FROM items WHERE payload <> ''").fetchall()
+                pg_conn.execute("SELECT count(*) FROM items WHERE length(note) > 1").fetchall()
         """,
     )
     result = pytester.runpytest_subprocess()
