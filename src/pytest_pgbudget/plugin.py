@@ -231,7 +231,12 @@ def _record(
         if getattr(budget, f.name) != getattr(default, f.name)
     }
     record = record_for_test(
-        item.nodeid, statements, in_force, violations, with_plans=results.keep_plans
+        item.nodeid,
+        statements,
+        in_force,
+        violations,
+        with_plans=results.keep_plans,
+        with_shapes=results.keep_shapes,
     )
     record["load"] = [r.as_dict() for r in item.stash.get(load_results_key, [])]
     record["benchmark"] = benchmark_stats(item)

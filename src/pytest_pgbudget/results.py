@@ -54,6 +54,7 @@ class Results:
         self.records: dict[str, dict[str, Any]] = {}
         self.servers: list[dict[str, Any]] = []
         self.keep_plans = bool(settings.json or settings.html)
+        self.keep_shapes = bool(settings.compare or settings.save_baseline)
         self.json_path = root / settings.json if settings.json else None
         self.html_path = root / settings.html if settings.html else None
         self.rules = parse_rules(settings.compare_fail)

@@ -27,7 +27,9 @@ def plan_shape(plan: Mapping[str, Any]) -> list[str]:
     return [describe_node(node) for node in iter_nodes(plan)]
 
 
-def statement_record(statement: Statement, *, with_plan: bool = True) -> dict[str, Any]:
+def statement_record(
+    statement: Statement, *, with_plan: bool = True, with_shape: bool = True
+) -> dict[str, Any]:
     summary = statement.summary
     record = {
         "sql": statement.sql,
@@ -44,8 +46,9 @@ def statement_record(statement: Statement, *, with_plan: bool = True) -> dict[st
         ],
         "indexes": sorted(statement.indexes),
         "spills": [{"kind": s.kind, "node": s.node, "detail": s.detail} for s in statement.spills],
-        "shape": plan_shape(statement.plan),
     }
+    if with_shape:  # what baselines compare; the rest of a run does not need it
+        record["shape"] = plan_shape(statement.plan)
     if with_plan:
         record["plan"] = statement.plan
     return record
@@ -80,12 +83,15 @@ def record_for_test(
     violations: Iterable[Violation],
     *,
     with_plans: bool = True,
+    with_shapes: bool = True,
 ) -> dict[str, Any]:
     return {
         "nodeid": nodeid,
         "outcome": "passed",
         "budget": dict(budget),
-        "statements": [statement_record(s, with_plan=with_plans) for s in statements],
+        "statements": [
+            statement_record(s, with_plan=with_plans, with_shape=with_shapes) for s in statements
+        ],
         "latency": latency([s.duration_ms for s in statements]),
         "violations": [violation_record(v) for v in violations],
         "baseline": None,
