@@ -1,9 +1,10 @@
 """Running a load with one process per connection, out of the GIL's way.
 
 With threads, every client-side microsecond of every connection is spent under
-one interpreter lock, which on a small machine queues operations behind each
-other and inflates the tail latency. A process per connection measures what
-the server does, as ``pgbench`` does. The work and its ``params`` must then be
+one interpreter lock, which can queue operations behind each other and
+inflate the tail latency. A process per connection removes that queue (it
+cannot remove the client's own CPU time, which on a machine with few cores
+competes with the server). The work and its ``params`` must then be
 picklable: a SQL string, and module-level functions rather than lambdas.
 
 Children are started by a fork server that has psycopg imported already, so a
