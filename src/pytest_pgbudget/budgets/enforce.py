@@ -58,7 +58,7 @@ class CaptureWindow:
         new: list[Statement] = []
         for capture in {id(c): c for c, _ in self.sources}.values():
             names = {name for c, name in self.sources if c is capture}
-            new += [s for s in capture.sync() if s.dbname in names]
+            new += capture.sync(databases=frozenset(names))
         if self.recording:
             self.statements += new
         return new

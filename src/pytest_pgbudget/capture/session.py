@@ -110,8 +110,14 @@ class Capture:
                 )
             )
 
-    def sync(self, timeout: float = 10.0) -> list[Statement]:
-        """Every statement logged since the last sync, in log order."""
+    def sync(
+        self, timeout: float = 10.0, databases: frozenset[str] | None = None
+    ) -> list[Statement]:
+        """Every statement logged since the last sync, in log order.
+
+        With ``databases``, only those databases' plans are decoded: the rest
+        of the log is skipped without parsing its JSON plans.
+        """
         if self.tail is None or not self.active:
             return []
         token = secrets.token_hex(8)
@@ -130,7 +136,7 @@ class Capture:
                 if record.get("message") == wanted:
                     self._pending = records[index + 1 :]
                     self.lock_waits += [w for r in records[:index] if (w := lock_wait(r))]
-                    return _statements(records[:index])
+                    return _statements(records[:index], databases)
             if time.monotonic() > deadline:
                 self._pending = records
                 raise TimeoutError(
@@ -144,10 +150,12 @@ class Capture:
         self.admin.close()
 
 
-def _statements(records: list[Record]) -> list[Statement]:
+def _statements(records: list[Record], databases: frozenset[str] | None) -> list[Statement]:
     found = []
     for record in records:
         if record.get("application_name") == INTERNAL_APPLICATION:
+            continue
+        if databases is not None and record.get("dbname") not in databases:
             continue
         statement = from_record(record)
         if statement is not None:
