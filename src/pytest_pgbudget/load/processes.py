@@ -26,6 +26,8 @@ from typing import Any
 
 import psycopg
 
+from .runner import drive, operation_for
+
 _context: Any = None
 
 
@@ -59,31 +61,24 @@ def _child(
         conn.execute("SET auto_explain.log_min_duration = -1")
         ready.release()
         go.wait()
-        start = t0.value
-        while True:
+
+        def next_index() -> int:
             with counter.get_lock():
                 i = counter.value
                 counter.value += 1
-            if i >= operations:
-                break
-            intended = start + i * interval_ns
-            if interval_ns:
-                delay = intended - time.monotonic_ns()
-                if delay > 0:
-                    time.sleep(delay / 1e9)
-            began = time.monotonic_ns()
-            try:
-                if isinstance(work, str):
-                    conn.execute(work, params(i) if callable(params) else params, prepare=True)
-                else:
-                    work(conn, i)
-            except psycopg.Error as exc:
-                failures[type(exc).__name__] += 1
-                if conn.broken:
-                    break
-            ended = time.monotonic_ns()
-            service.append(ended - began)
-            latencies.append(ended - (intended if interval_ns else began))
+            return i
+
+        drive(
+            conn,
+            operation_for(work, params),
+            next_index,
+            operations,
+            t0.value,
+            interval_ns,
+            latencies,
+            service,
+            failures,
+        )
         conn.close()
     except BaseException as exc:  # reported by the parent
         crash = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"

@@ -333,6 +333,53 @@ class _Sampler:
                 self.stop.wait(self.interval)
 
 
+def operation_for(work: Work, params: Params) -> Callable[[psycopg.Connection[Any], int], object]:
+    """One operation: the SQL with its parameters, or the user's callable."""
+    if not isinstance(work, str):
+        return work
+    sql_text = work
+
+    def execute(conn: psycopg.Connection[Any], i: int) -> object:
+        return conn.execute(sql_text, params(i) if callable(params) else params, prepare=True)
+
+    return execute
+
+
+def drive(
+    conn: psycopg.Connection[Any],
+    operation: Callable[[psycopg.Connection[Any], int], object],
+    next_index: Callable[[], int],
+    operations: int,
+    start_ns: int,
+    interval_ns: int,
+    latencies: array[int],
+    service: array[int],
+    failures: Counter[str],
+) -> None:
+    """The measuring loop of one connection, in a thread or a process of its own.
+
+    Runs operations until none is left. At a fixed rate (``interval_ns``),
+    operation ``i`` waits for its intended start and its latency counts from
+    there; service time counts from when it really began.
+    """
+    while (i := next_index()) < operations:
+        intended = start_ns + i * interval_ns
+        if interval_ns:
+            delay = intended - time.monotonic_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)
+        began = time.monotonic_ns()
+        try:
+            operation(conn, i)
+        except psycopg.Error as exc:
+            failures[type(exc).__name__] += 1
+            if conn.broken:
+                return
+        ended = time.monotonic_ns()
+        service.append(ended - began)
+        latencies.append(ended - (intended if interval_ns else began))
+
+
 def _available_connections(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     row = conn.execute(
         "SELECT current_setting('max_connections')::int, "
@@ -408,12 +455,7 @@ def run_load(
     t0 = 0
     interval_ns = int(1e9 / rate) if rate else 0
 
-    def operation(conn: psycopg.Connection[Any], i: int) -> None:
-        if isinstance(work, str):
-            args = params(i) if callable(params) else params
-            conn.execute(work, args, prepare=True)
-        else:
-            work(conn, i)
+    operation = operation_for(work, params)
 
     progress_arrays: list[array[int]] = []
 
@@ -428,22 +470,17 @@ def run_load(
         try:
             with pool.connection() as conn:
                 start_barrier.wait(timeout=_START_TIMEOUT)
-                while (i := next(counter)) < operations:
-                    intended = t0 + i * interval_ns
-                    if interval_ns:
-                        delay = intended - time.perf_counter_ns()
-                        if delay > 0:
-                            time.sleep(delay / 1e9)
-                    began = time.perf_counter_ns()
-                    try:
-                        operation(conn, i)
-                    except psycopg.Error as exc:
-                        mine_failures[type(exc).__name__] += 1
-                        if conn.broken:
-                            break
-                    ended = time.perf_counter_ns()
-                    mine_service.append(ended - began)
-                    mine_latency.append(ended - (intended if interval_ns else began))
+                drive(
+                    conn,
+                    operation,
+                    lambda: next(counter),
+                    operations,
+                    t0,
+                    interval_ns,
+                    mine_latency,
+                    mine_service,
+                    mine_failures,
+                )
         except threading.BrokenBarrierError:
             pass  # another worker could not start; it reports why
         except BaseException as exc:  # the work itself is broken: report it after the run
@@ -467,7 +504,7 @@ def run_load(
         sampler_thread.start()
         for thread in threads:
             thread.start()
-        t0 = time.perf_counter_ns()
+        t0 = time.monotonic_ns()
         with contextlib.suppress(threading.BrokenBarrierError):  # reported below
             start_barrier.wait(timeout=_START_TIMEOUT)
         started = time.perf_counter()
