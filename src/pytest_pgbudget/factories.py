@@ -55,6 +55,8 @@ class Runtime:
     health: Health = field(default_factory=Health)
     health_report: tuple[list[str], list[str]] | None = None
     written: list[str] = field(default_factory=list)
+    #: Why the run was stopped by an environment failure, if it was.
+    stopped: str | None = None
 
 
 runtime_key = pytest.StashKey[Runtime]()
@@ -93,18 +95,15 @@ def get_runtime(config: pytest.Config) -> Runtime:
 STOPPED = 3
 
 
-def _stop_run(message: str) -> None:
+def _stop_run(config: pytest.Config, message: str) -> None:
     """Stop the whole run once: an environment failure would fail every test alike.
 
     pytest.exit with status 3 would suppress the terminal summary (3 is pytest's
     internal-error status), so the run is interrupted and the status set to 3 at
     session finish (see ``plugin.pytest_sessionfinish``).
     """
-    stopped.append(message)
+    get_runtime(config).stopped = message
     pytest.exit(f"pytest-pgbudget: {message}", returncode=pytest.ExitCode.INTERRUPTED)
-
-
-stopped: list[str] = []
 
 
 def pg_server(
@@ -145,7 +144,7 @@ def pg_server(
         try:
             server = provision(effective, apply_hook)
         except PgBudgetError as exc:
-            _stop_run(str(exc))
+            _stop_run(request.config, str(exc))
             raise  # pragma: no cover - pytest.exit raised
         runtime.servers.append(server)
         runtime.started.append(server.header)
@@ -192,10 +191,10 @@ def _supply(
             supply.build_template()
             runtime.health.add_schema_indexes(supply.indexes.items())
         except PgBudgetError as exc:
-            _stop_run(str(exc))
+            _stop_run(request.config, str(exc))
             raise  # pragma: no cover - pytest.exit raised
         except psycopg.Error as exc:
-            _stop_run(f"building the template database failed: {exc}")
+            _stop_run(request.config, f"building the template database failed: {exc}")
             raise  # pragma: no cover - pytest.exit raised
         runtime.supplies[key] = supply
     return supply
@@ -222,7 +221,10 @@ def pg_db(
             request, server, tuple(schema) if schema is not None else runtime.settings.schema, mode
         )
         if not server.alive():
-            _stop_run(f"the PostgreSQL server ({server.backend} backend) is no longer running")
+            _stop_run(
+                request.config,
+                f"the PostgreSQL server ({server.backend} backend) is no longer running",
+            )
         db = supply.acquire()
         if runtime.settings.capture:
             capture_window(request.node).sources.append((capture_for(runtime, server), db.name))

@@ -36,7 +36,6 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     runtime = get_runtime(config)  # parse and validate every option now: a bad one is a usage error
-    factories.stopped.clear()
     config.stash[results_key] = Results(runtime.settings)
     config.addinivalue_line(
         "markers",
@@ -148,7 +147,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if _is_worker(config):
         config.workeroutput["pgbudget"] = results.payload(runtime.health)  # type: ignore[attr-defined]
         return
-    if factories.stopped:
+    if runtime.stopped is not None:
         session.exitstatus = factories.STOPPED
         return
     health = runtime.health
