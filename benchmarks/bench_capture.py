@@ -96,7 +96,6 @@ started from that directory (by PID) and removes it. Exit status 1 if the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import json
@@ -104,7 +103,6 @@ import os
 import platform
 import pstats
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -117,6 +115,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _cleanup import cleanup  # benchmarks/_cleanup.py
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
 RUN_TIMEOUT = 180  # seconds, per pytest subprocess
@@ -745,46 +745,6 @@ def parse_records(raw: bytes) -> dict[str, Any]:
         "analyze_us": best_of(lambda: [analyze_plan(s.plan) for s in statements], 0.1) / per * 1e6,
         "fingerprint_us": best_of(lambda: [uncached(s.sql) for s in statements], 0.1) / per * 1e6,
     }
-
-
-# ---------------------------------------------------------------------------
-# clean-up
-# ---------------------------------------------------------------------------
-
-
-def postgres_pids_under(root: Path) -> list[int]:
-    """PIDs of postgres processes whose working directory or command line is under ``root``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            exe = os.path.basename(os.readlink(entry / "exe"))
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if exe in ("postgres", "postmaster") and (
-            cwd.startswith(str(root)) or str(root) in cmdline
-        ):
-            found.append(int(entry.name))
-    return found
-
-
-def cleanup(root: Path) -> list[int]:
-    """Stop leftover postgres processes started under ``root`` (by PID), then remove it."""
-    leftovers = postgres_pids_under(root)
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGQUIT)
-    deadline = time.monotonic() + 10
-    while leftovers and time.monotonic() < deadline and postgres_pids_under(root):
-        time.sleep(0.1)
-    for pid in postgres_pids_under(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
-    return leftovers
 
 
 # ---------------------------------------------------------------------------

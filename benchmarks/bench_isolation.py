@@ -89,7 +89,6 @@ script checks that no postgres process started from that directory is left
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -104,6 +103,8 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _cleanup import cleanup  # benchmarks/_cleanup.py
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
 RUN_TIMEOUT = 180  # seconds, per pytest subprocess
@@ -403,46 +404,6 @@ def python_for(account: str, python: str, root: Path) -> tuple[str, dict[str, st
             f"the {account} account cannot run {python} nor a mirror of it:\n{check.stderr}"
         )
     return str(venv / "bin" / "python"), env
-
-
-# ---------------------------------------------------------------------------
-# clean-up
-# ---------------------------------------------------------------------------
-
-
-def postgres_pids_under(root: Path) -> list[int]:
-    """PIDs of postgres processes whose working directory or command line is under ``root``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            exe = os.path.basename(os.readlink(entry / "exe"))
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if exe in ("postgres", "postmaster") and (
-            cwd.startswith(str(root)) or str(root) in cmdline
-        ):
-            found.append(int(entry.name))
-    return found
-
-
-def cleanup(root: Path) -> list[int]:
-    """Stop leftover postgres processes started under ``root`` (by PID), then remove it."""
-    leftovers = postgres_pids_under(root)
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGQUIT)
-    deadline = time.monotonic() + 10
-    while leftovers and time.monotonic() < deadline and postgres_pids_under(root):
-        time.sleep(0.1)
-    for pid in postgres_pids_under(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
-    return leftovers
 
 
 # ---------------------------------------------------------------------------

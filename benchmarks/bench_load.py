@@ -154,6 +154,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _cleanup import postgres_pids_under  # benchmarks/_cleanup.py
 from psycopg import conninfo, pq
 
 from pytest_pgbudget import server as pgserver
@@ -665,28 +666,6 @@ def fmt(m: Measure) -> str:
         f"{m.throughput:6.0f} tps  CPU us/tx client {m.cpu_us_per_op:4.0f} "
         f"server {m.server_cpu_us_per_op:4.0f}{start}"
     )
-
-
-# ---------------------------------------------------------------------------
-# clean-up
-# ---------------------------------------------------------------------------
-
-
-def postgres_pids_under(path: str) -> list[int]:
-    """PIDs of postgres processes whose command line or working directory mentions ``path``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            exe = os.path.basename(os.readlink(entry / "exe"))
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if exe in ("postgres", "postmaster") and (cwd.startswith(path) or path in cmdline):
-            found.append(int(entry.name))
-    return found
 
 
 # ---------------------------------------------------------------------------
