@@ -115,7 +115,6 @@ class DatabaseSupply:
         self.after_load = after_load
         self.before_drop = before_drop
         self.reuse_untouched = reuse_untouched
-        self.reused = 0
         self._sequences: list[tuple[Any, ...]] = []
         self._fresh_state: dict[str, tuple[Any, ...]] = {}
         #: The schema's indexes, ``{index: table}``, read from the template.
@@ -129,7 +128,6 @@ class DatabaseSupply:
         self._worker: threading.Thread | None = None
         self._shared: PgDatabase | None = None
         self._admin = server.connect()
-        self.leaks: list[str] = []
 
     # -- template -------------------------------------------------------------
 
@@ -263,7 +261,6 @@ class DatabaseSupply:
             time.sleep(0.001)
         if self.isolation == "database":
             if not rows and self.reuse_untouched and self._untouched(db.name):
-                self.reused += 1
                 self._ready.put(db.name)
             else:
                 self._fresh_state.pop(db.name, None)

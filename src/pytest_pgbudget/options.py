@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+#: Where baselines live unless a path is given: a project folder meant to be committed.
+DEFAULT_BASELINE = ".pgbudget/baseline.json"
 BACKENDS = ("auto", "local", "embedded", "container", "external")
 ISOLATIONS = ("database", "transaction")
 
@@ -39,10 +41,6 @@ def _text(name: str, raw: str) -> str:
 
 def _lines(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part for line in raw.splitlines() for part in [line.strip()] if part)
-
-
-def _words(name: str, raw: str) -> tuple[str, ...]:
-    return tuple(raw.split())
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -221,7 +219,7 @@ OPTIONS: tuple[Option, ...] = (
         "committed). Tests not run this time keep their entries.",
         "",
         metavar="PATH",
-        const=".pgbudget/baseline.json",
+        const=DEFAULT_BASELINE,
     ),
     Option(
         "compare",
@@ -229,7 +227,7 @@ OPTIONS: tuple[Option, ...] = (
         "regressions fail the test that regressed.",
         "",
         metavar="PATH",
-        const=".pgbudget/baseline.json",
+        const=DEFAULT_BASELINE,
     ),
     Option(
         "compare_fail",

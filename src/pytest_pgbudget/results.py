@@ -74,10 +74,6 @@ class Results:
         except store.BaselineError as exc:
             raise _usage(exc) from None
 
-    @property
-    def comparing(self) -> bool:
-        return self.baseline is not None
-
     # -- per test ---------------------------------------------------------------
 
     def note_server(self, server: PgServer) -> None:

@@ -37,7 +37,6 @@ from ..report.records import dumps, write_atomically
 
 FORMAT = "pytest-pgbudget-baseline"
 VERSION = 1
-DEFAULT_PATH = ".pgbudget/baseline.json"
 
 #: Settings that change plans or buffer counts: a baseline made with other values
 #: is compared with a loud warning.

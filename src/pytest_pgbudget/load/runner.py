@@ -451,7 +451,6 @@ def run_load(
     failures: Counter[str] = Counter()
     counter = itertools.count()
     lock = threading.Lock()
-    done = 0
     t0 = 0
     interval_ns = int(1e9 / rate) if rate else 0
 
@@ -462,7 +461,6 @@ def run_load(
     crashes: list[BaseException] = []
 
     def worker() -> None:
-        nonlocal done
         mine_latency = array("q")
         mine_service = array("q")
         progress_arrays.append(mine_latency)
@@ -491,7 +489,6 @@ def run_load(
                 latencies.extend(mine_latency)
                 service.extend(mine_service)
                 failures.update(mine_failures)
-                done += len(mine_latency)
 
     sampler = _Sampler(dsn, sample_interval, version)
     sampler_thread = threading.Thread(target=sampler.run, name="pgbudget-load-sampler", daemon=True)
