@@ -19,3 +19,9 @@ class SchemaError(PgBudgetError):
     """A schema file or loader failed while building the template database."""
 
     __module__ = "pytest_pgbudget"
+
+
+class LoadError(PgBudgetError):
+    """A load run that cannot be started, or a load budget that cannot be judged."""
+
+    __module__ = "pytest_pgbudget"

@@ -1,11 +1,14 @@
-"""Running a load with one process per connection, out of the GIL's way.
+"""Running a load in processes, out of the GIL's way.
 
 With threads, every client-side microsecond of every connection is spent under
 one interpreter lock, which can queue operations behind each other and
-inflate the tail latency. A process per connection removes that queue (it
-cannot remove the client's own CPU time, which on a machine with few cores
-competes with the server). The work and its ``params`` must then be
-picklable: a SQL string, and module-level functions rather than lambdas.
+inflate the tail latency. A callable gets one process per connection, which
+removes that queue (it cannot remove the client's own CPU time, which on a
+machine with few cores competes with the server). SQL work gets one event
+loop (:func:`~pytest_pgbudget.load.engine.drive_many`) per CPU, each driving
+its share of the connections, like ``pgbench -j``. The work and its
+``params`` must be picklable: SQL, and module-level functions rather than
+lambdas.
 
 Children are started by a fork server that has psycopg imported already, so a
 child costs a fork and a connection. Start times are shared through
@@ -15,6 +18,7 @@ child costs a fork and a connection. Start times are shared through
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import time
 import traceback
@@ -26,7 +30,8 @@ from typing import Any
 
 import psycopg
 
-from .runner import drive, operation_for
+from .engine import Binder, compile_work, drive_many
+from .runner import connect_for_load, drive
 
 _context: Any = None
 
@@ -41,8 +46,8 @@ def _mp() -> Any:
 
 def _child(
     dsn: str,
-    application: str,
     payload: bytes,
+    connections: int,
     operations: int,
     interval_ns: int,
     counter: Synchronized[int],
@@ -55,10 +60,11 @@ def _child(
     service = array("q")
     failures: Counter[str] = Counter()
     crash = ""
+    conns: list[psycopg.Connection[Any]] = []
     try:
         work, params = pickle.loads(payload)
-        conn = psycopg.connect(dsn, autocommit=True, application_name=application)
-        conn.execute("SET auto_explain.log_min_duration = -1")
+        statements = () if callable(work) else compile_work(work)
+        conns.extend(connect_for_load(dsn, statements) for _ in range(connections))
         ready.release()
         go.wait()
 
@@ -68,28 +74,43 @@ def _child(
                 counter.value += 1
             return i
 
-        drive(
-            conn,
-            operation_for(work, params),
-            next_index,
-            operations,
-            t0.value,
-            interval_ns,
-            latencies,
-            service,
-            failures,
-        )
-        conn.close()
+        if callable(work):
+            drive(
+                conns[0],
+                work,
+                next_index,
+                operations,
+                t0.value,
+                interval_ns,
+                latencies,
+                service,
+                failures,
+            )
+        else:
+            drive_many(
+                [conn.pgconn for conn in conns],
+                statements,
+                Binder(statements, params, conns[0]),
+                next_index,
+                operations,
+                t0.value,
+                interval_ns,
+                latencies,
+                service,
+                failures,
+            )
     except BaseException as exc:  # reported by the parent
         crash = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
         ready.release()
+    finally:
+        for conn in conns:
+            conn.close()
     out.send((latencies.tobytes(), service.tobytes(), dict(failures), crash))
     out.close()
 
 
 def execute_in_processes(
     dsn: str,
-    application: str,
     work: Any,
     params: Any,
     *,
@@ -114,11 +135,14 @@ def execute_in_processes(
     interval_ns = int(1e9 / rate) if rate else 0
     pipes = []
     children = []
-    for _ in range(concurrency):
+    # A callable: a process per connection. SQL: an event loop per CPU, sharing the connections.
+    loops = concurrency if callable(work) else min(concurrency, os.cpu_count() or 1)
+    for n in range(loops):
+        share = concurrency // loops + (n < concurrency % loops)
         receive, send = mp.Pipe(duplex=False)
         child = mp.Process(
             target=_child,
-            args=(dsn, application, payload, operations, interval_ns, counter, t0, ready, go, send),
+            args=(dsn, payload, share, operations, interval_ns, counter, t0, ready, go, send),
             daemon=True,
         )
         child.start()

@@ -30,27 +30,23 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
-from ..errors import PgBudgetError
+from ..errors import LoadError as LoadError
+from .engine import Binder, Statement, compile_work, drive_many, prepare
+from .engine import Params as Params
 
 LOAD_APPLICATION = "pytest-pgbudget-load"
 MIN_SAMPLES_FOR_P95 = 20
 MIN_SAMPLES_FOR_P99 = 100
 _START_TIMEOUT = 120.0
 
-Work = str | Callable[[psycopg.Connection[Any], int], object]
-Params = Sequence[Any] | Mapping[str, Any] | Callable[[int], Any] | None
-
-
-class LoadError(PgBudgetError):
-    """A load run that cannot be started, or a load budget that cannot be judged."""
-
-    __module__ = "pytest_pgbudget"
+Work = str | Sequence[str] | Callable[[psycopg.Connection[Any], int], object]
 
 
 @dataclass(frozen=True)
@@ -333,18 +329,6 @@ class _Sampler:
                 self.stop.wait(self.interval)
 
 
-def operation_for(work: Work, params: Params) -> Callable[[psycopg.Connection[Any], int], object]:
-    """One operation: the SQL with its parameters, or the user's callable."""
-    if not isinstance(work, str):
-        return work
-    sql_text = work
-
-    def execute(conn: psycopg.Connection[Any], i: int) -> object:
-        return conn.execute(sql_text, params(i) if callable(params) else params, prepare=True)
-
-    return execute
-
-
 def drive(
     conn: psycopg.Connection[Any],
     operation: Callable[[psycopg.Connection[Any], int], object],
@@ -416,7 +400,7 @@ def run_load(
         )
     if rate is not None and rate <= 0:
         raise LoadError(f"rate must be positive (operations per second); got {rate!r}")
-    from psycopg_pool import ConnectionPool
+    statements = None if callable(work) else compile_work(work)
 
     with psycopg.connect(dsn, autocommit=True, application_name="pytest-pgbudget") as admin:
         free, detail = _available_connections(admin)
@@ -432,6 +416,38 @@ def run_load(
         return _run_in_processes(
             dsn, work, params, operations, concurrency, rate, label, sample_interval, version
         )
+    if statements is not None:
+        return _run_statements(
+            dsn,
+            statements,
+            params,
+            operations,
+            concurrency,
+            rate,
+            label,
+            sample_interval,
+            version,
+            progress,
+        )
+    assert callable(work)
+    return _run_threads(
+        dsn, work, operations, concurrency, rate, label, sample_interval, version, progress
+    )
+
+
+def _run_threads(
+    dsn: str,
+    work: Callable[[psycopg.Connection[Any], int], object],
+    operations: int,
+    concurrency: int,
+    rate: float | None,
+    label: str,
+    sample_interval: float,
+    version: int,
+    progress: Callable[[int, int, float], None] | None,
+) -> LoadResult:
+    """A callable: one thread per connection, each running :func:`drive`."""
+    from psycopg_pool import ConnectionPool
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.execute("SET auto_explain.log_min_duration = -1")
@@ -454,8 +470,6 @@ def run_load(
     t0 = 0
     interval_ns = int(1e9 / rate) if rate else 0
 
-    operation = operation_for(work, params)
-
     progress_arrays: list[array[int]] = []
 
     crashes: list[BaseException] = []
@@ -470,7 +484,7 @@ def run_load(
                 start_barrier.wait(timeout=_START_TIMEOUT)
                 drive(
                     conn,
-                    operation,
+                    work,
                     lambda: next(counter),
                     operations,
                     t0,
@@ -524,6 +538,81 @@ def run_load(
     return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
 
 
+def connect_for_load(dsn: str, statements: Sequence[Statement]) -> psycopg.Connection[Any]:
+    """A connection of the load: autocommit, not captured, the SQL work prepared."""
+    conn = psycopg.connect(dsn, autocommit=True, application_name=LOAD_APPLICATION)
+    try:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+        prepare(conn.pgconn, statements)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _run_statements(
+    dsn: str,
+    statements: Sequence[Statement],
+    params: Params,
+    operations: int,
+    concurrency: int,
+    rate: float | None,
+    label: str,
+    sample_interval: float,
+    version: int,
+    progress: Callable[[int, int, float], None] | None,
+) -> LoadResult:
+    """SQL work: one event loop in this thread drives every connection (:mod:`.engine`)."""
+    conns: list[psycopg.Connection[Any]] = []
+    with ThreadPoolExecutor(max_workers=min(concurrency, 16)) as pool:
+        opening = [pool.submit(connect_for_load, dsn, statements) for _ in range(concurrency)]
+        failed: BaseException | None = None
+        for future in opening:
+            try:
+                conns.append(future.result())
+            except BaseException as exc:
+                failed = failed or exc
+    try:
+        if failed is not None:
+            raise LoadError(f"the load's connections could not start: {failed}") from failed
+        bind = Binder(statements, params, conns[0])
+        latencies = array("q")
+        service = array("q")
+        failures: Counter[str] = Counter()
+        sampler = _Sampler(dsn, sample_interval, version)
+        sampler_thread = threading.Thread(
+            target=sampler.run, name="pgbudget-load-sampler", daemon=True
+        )
+        sampler_thread.start()
+        try:
+            t0 = time.monotonic_ns()
+            started = time.perf_counter()
+            report = None
+            if progress is not None:
+                report = lambda done: progress(done, operations, time.perf_counter() - started)  # noqa: E731
+            drive_many(
+                [conn.pgconn for conn in conns],
+                statements,
+                bind,
+                itertools.count().__next__,
+                operations,
+                t0,
+                int(1e9 / rate) if rate else 0,
+                latencies,
+                service,
+                failures,
+                report,
+            )
+            elapsed = time.perf_counter() - started
+        finally:
+            sampler.stop.set()
+            sampler_thread.join(timeout=5)
+    finally:
+        for conn in conns:
+            conn.close()
+    return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
+
+
 def _run_in_processes(
     dsn: str,
     work: Work,
@@ -543,7 +632,6 @@ def _run_in_processes(
     try:
         latencies, service, failures, crashes, elapsed = execute_in_processes(
             dsn,
-            LOAD_APPLICATION,
             work,
             params,
             operations=operations,

@@ -1,0 +1,367 @@
+"""The SQL engine of ``pg_load``: one thread drives every connection through libpq.
+
+A SQL ``work`` (one statement, or a script of statements run in order as one
+operation) needs no Python per connection. Like ``pgbench``, one event loop
+owns all the connections: it sends a statement on each (server-side prepared,
+parameters as text), waits on their sockets with ``epoll``/``select``, and
+sends the next statement on whichever connection has its result. Per
+statement that is a handful of libpq calls, about the client CPU of pgbench
+itself, so on a machine with few cores the load generator does not take the
+server's CPU and distort what it measures. A Python callable needs a thread
+(or a process) per connection; that is :func:`pytest_pgbudget.load.runner.drive`.
+
+Placeholders follow psycopg: ``%s`` (positional) or ``%(name)s`` (named),
+``%%`` for a literal ``%``. A script's statements take named parameters from
+one mapping per operation; each statement picks the names it uses.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import select
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors, pq
+from psycopg.adapt import PyFormat, Transformer
+
+from ..errors import LoadError
+
+_PLACEHOLDER = re.compile(rb"%(?:\(([^)]*)\))?(.?)")
+_OK = frozenset((pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY))
+_ROLLBACK = b"ROLLBACK"
+PREPARED_PREFIX = b"pgbudget_load_"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of SQL work, with psycopg placeholders turned into ``$n``."""
+
+    text: str
+    sql: bytes
+    names: tuple[str, ...] | None  # the named placeholders, in $n order; None: positional
+    count: int  # how many parameters it takes
+
+    @classmethod
+    def parse(cls, text: str) -> Statement:
+        out = bytearray()
+        names: list[str] = []
+        positional = 0
+        last = 0
+        raw = text.encode()
+        for found in _PLACEHOLDER.finditer(raw):
+            out += raw[last : found.start()]
+            last = found.end()
+            name, fmt = found.group(1), found.group(2)
+            if fmt == b"%" and name is None:
+                out += b"%"
+                continue
+            if fmt not in (b"s", b"b", b"t"):
+                shown = found.group(0).decode(errors="replace")
+                if not fmt:
+                    raise LoadError(f"incomplete placeholder {shown!r} in {text!r}")
+                raise LoadError(
+                    f"only '%s', '%b', '%t' (or '%(name)s') are allowed as placeholders, "
+                    f"got {shown!r} in {text!r}; write '%%' for a literal '%'"
+                )
+            if name is None:
+                if names:
+                    raise LoadError(f"positional and named placeholders mixed in {text!r}")
+                positional += 1
+                out += b"$%d" % positional
+            else:
+                if positional:
+                    raise LoadError(f"positional and named placeholders mixed in {text!r}")
+                key = name.decode()
+                if key not in names:
+                    names.append(key)
+                out += b"$%d" % (names.index(key) + 1)
+        out += raw[last:]
+        if names:
+            return cls(text, bytes(out), tuple(names), len(names))
+        return cls(text, bytes(out), None, positional)
+
+
+def compile_work(work: str | Sequence[str]) -> tuple[Statement, ...]:
+    """The statements of SQL work: a string is one statement, a sequence is a script."""
+    texts = [work] if isinstance(work, str) else list(work)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise LoadError(
+            f"SQL work must be a statement or a non-empty list of statements; got {work!r}"
+        )
+    statements = tuple(Statement.parse(t) for t in texts)
+    if len(statements) > 1:
+        for statement in statements:
+            if statement.names is None and statement.count:
+                raise LoadError(
+                    "the statements of a script take named parameters from one mapping per "
+                    f"operation (%(name)s); {statement.text!r} has positional ones"
+                )
+    return statements
+
+
+Params = Sequence[Any] | Mapping[str, Any] | Callable[[int], Any] | None
+
+
+Dumped = Sequence[bytes | bytearray | memoryview | None]
+
+
+class Binder:
+    """Turns one operation's ``params`` into the text parameters of every statement.
+
+    Each value is dumped once per operation (psycopg's adapters, text format),
+    however many statements use it; constant ``params`` are dumped once for
+    the whole run.
+    """
+
+    def __init__(self, statements: Sequence[Statement], params: Params, context: Any) -> None:
+        self._statements = statements
+        self._tx = Transformer(context)
+        self._named = any(s.names is not None for s in statements)
+        self._names: tuple[str, ...] = tuple(
+            dict.fromkeys(name for s in statements for name in s.names or ())
+        )
+        self._picks = [
+            None if s.names is None else tuple(self._names.index(n) for n in s.names)
+            for s in statements
+        ]
+        self._width = len(self._names) if self._named else statements[0].count
+        self._formats = [PyFormat.TEXT] * self._width
+        self._source = params if callable(params) else None
+        self._constant = None if callable(params) else self._dump(params)
+
+    def _values(self, params: Any) -> list[Any]:
+        """The values to dump: by name for named placeholders, else the positional ones."""
+        if self._named:
+            if not isinstance(params, Mapping):
+                raise LoadError(
+                    f"{self._statements[0].text!r} has named placeholders: params must be a "
+                    f"mapping (or a function returning one), got {type(params).__name__}"
+                )
+            try:
+                return [params[name] for name in self._names]
+            except KeyError as exc:
+                user = next(s for s in self._statements if exc.args[0] in (s.names or ()))
+                raise LoadError(
+                    f"params have no {exc.args[0]!r} for {user.text!r} "
+                    f"(they have: {', '.join(map(str, params)) or 'nothing'})"
+                ) from None
+        if not self._width:
+            return []
+        statement = self._statements[0]
+        if params is None or isinstance(params, Mapping | str | bytes):
+            raise LoadError(
+                f"{statement.text!r} has {statement.count} positional placeholder(s): params "
+                f"must be a tuple or list (or a function returning one), got {params!r}"
+            )
+        values = list(params)
+        if len(values) != statement.count:
+            raise LoadError(
+                f"{statement.text!r} has {statement.count} placeholder(s) but "
+                f"{len(values)} parameter(s) were given: {params!r}"
+            )
+        return values
+
+    def _dump(self, params: Any) -> list[Dumped | None]:
+        values = self._values(params)
+        if not self._width:
+            return [None] * len(self._statements)
+        dumped = self._tx.dump_sequence(values, self._formats)
+        if not self._named:
+            return [dumped]
+        return [None if pick is None else [dumped[j] for j in pick] for pick in self._picks]
+
+    def __call__(self, i: int) -> list[Dumped | None]:
+        if self._source is None:
+            assert self._constant is not None
+            return self._constant
+        return self._dump(self._source(i))
+
+
+def prepare(pgconn: pq.abc.PGconn, statements: Sequence[Statement]) -> None:
+    """Prepare the statements on one connection (the server infers parameter types)."""
+    for n, statement in enumerate(statements):
+        result = pgconn.prepare(PREPARED_PREFIX + b"%d" % n, statement.sql)
+        if result.status not in _OK:
+            message = (result.error_message or b"").decode(errors="replace").strip()
+            raise psycopg.ProgrammingError(f"{message} (preparing {statement.text!r})")
+
+
+def _error_name(result: pq.abc.PGresult, cache: dict[bytes, str]) -> str:
+    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE) or b""
+    name = cache.get(sqlstate)
+    if name is None:
+        try:
+            name = errors.lookup(sqlstate.decode()).__name__
+        except KeyError:
+            name = psycopg.DatabaseError.__name__
+        cache[sqlstate] = name
+    return name
+
+
+class _Slot:
+    """One connection's place in the loop."""
+
+    __slots__ = ("began", "failed", "fd", "intended", "params", "pgconn", "rolling_back", "step")
+
+    def __init__(self, pgconn: pq.abc.PGconn) -> None:
+        self.pgconn = pgconn
+        self.fd = pgconn.socket
+        self.step = 0
+        self.params: list[Any] = []
+        self.intended = 0
+        self.began = 0
+        self.failed = ""
+        self.rolling_back = False
+
+
+class _Poller:
+    """``epoll`` where there is one (Linux), else ``poll``: ``poll(seconds or None)``."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._poll = select.poll()
+        self.poll: Callable[[float | None], list[tuple[int, int]]] = (
+            self._epoll.poll if self._epoll is not None else self._poll_seconds
+        )
+
+    def _poll_seconds(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self._poll.poll(None if timeout is None else timeout * 1000)
+
+    def register(self, fd: int) -> None:
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            self._poll.register(fd, select.POLLIN)
+
+    def unregister(self, fd: int) -> None:
+        (self._epoll or self._poll).unregister(fd)
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+
+
+def drive_many(
+    pgconns: Sequence[pq.abc.PGconn],
+    statements: Sequence[Statement],
+    bind: Callable[[int], list[Any]],
+    next_index: Callable[[], int],
+    operations: int,
+    start_ns: int,
+    interval_ns: int,
+    latencies: array[int],
+    service: array[int],
+    failures: Counter[str],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Run operations on all ``pgconns`` at once until none is left.
+
+    The statements must be prepared on every connection (:func:`prepare`).
+    Timing follows :func:`~pytest_pgbudget.load.runner.drive`: at a fixed rate
+    (``interval_ns``) operation ``i`` starts no earlier than
+    ``start_ns + i * interval_ns`` and its latency counts from then. A failed
+    statement ends its operation (rolled back if it left a transaction open)
+    and is counted in ``failures`` by error class; a lost connection leaves
+    the loop. ``progress(done)`` is called about once a second.
+    """
+    names = [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))]
+    last = len(statements) - 1
+    clock = time.monotonic_ns
+    idle = pq.TransactionStatus.IDLE
+    bad = pq.ConnStatus.BAD
+    error_names: dict[bytes, str] = {}
+    waiting: list[tuple[int, int, _Slot]] = []  # (intended start, index, slot): fixed rate
+    poller = _Poller()
+    by_fd: dict[int, _Slot] = {}
+    done = 0
+    reported = clock()
+
+    def start(slot: _Slot, now: int) -> None:
+        """Give ``slot`` its next operation, or retire it when none is left."""
+        i = next_index()
+        if i >= operations:
+            retire(slot)
+            return
+        slot.step, slot.failed = 0, ""
+        slot.params = bind(i)
+        if interval_ns:
+            slot.intended = start_ns + i * interval_ns
+            if slot.intended > now:
+                heapq.heappush(waiting, (slot.intended, i, slot))
+                return
+        else:
+            slot.intended = now
+        slot.began = now
+        slot.pgconn.send_query_prepared(names[0], slot.params[0])
+
+    def retire(slot: _Slot) -> None:
+        if by_fd.pop(slot.fd, None) is not None:
+            poller.unregister(slot.fd)
+
+    slots = [_Slot(pgconn) for pgconn in pgconns]
+    for slot in slots:
+        by_fd[slot.fd] = slot
+        poller.register(slot.fd)
+    now = clock()
+    for slot in slots:
+        start(slot, now)
+    poll = poller.poll
+    try:
+        while by_fd:
+            timeout = max(0.0, (waiting[0][0] - clock()) / 1e9) if waiting else None
+            for fd, _ in poll(timeout):
+                slot = by_fd[fd]
+                pgconn = slot.pgconn
+                try:
+                    pgconn.consume_input()
+                except psycopg.OperationalError:
+                    failures[psycopg.OperationalError.__name__] += 1
+                    retire(slot)
+                    continue
+                while not pgconn.is_busy():
+                    result = pgconn.get_result()
+                    if result is not None:
+                        if result.status not in _OK and not slot.failed:
+                            slot.failed = _error_name(result, error_names)
+                        continue
+                    # The statement is complete.
+                    if slot.rolling_back:
+                        slot.rolling_back = False
+                    elif slot.failed:
+                        if pgconn.transaction_status != idle and pgconn.status != bad:
+                            slot.rolling_back = True
+                            pgconn.send_query(_ROLLBACK)
+                            break
+                    elif slot.step < last:
+                        slot.step += 1
+                        pgconn.send_query_prepared(names[slot.step], slot.params[slot.step])
+                        break
+                    now = clock()
+                    if slot.failed:
+                        failures[slot.failed] += 1
+                    service.append(now - slot.began)
+                    latencies.append(now - slot.intended)
+                    done += 1
+                    if pgconn.status == bad:
+                        retire(slot)
+                    else:
+                        start(slot, now)
+                    break
+            if waiting:
+                now = clock()
+                while waiting and waiting[0][0] <= now:
+                    slot = heapq.heappop(waiting)[2]
+                    slot.began = now
+                    slot.pgconn.send_query_prepared(names[0], slot.params[0])
+            if progress is not None and clock() - reported > 1_000_000_000:
+                reported = clock()
+                progress(done)
+    finally:
+        poller.close()
