@@ -8,6 +8,8 @@ SCHEMA = """\
 CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO counters SELECT g FROM generate_series(1, 1000) g;
 CREATE TABLE names (name text PRIMARY KEY);
+CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0));
+INSERT INTO accounts SELECT g, 100 FROM generate_series(0, 9) g;
 """
 # Lock waits are the point of some of these tests: keep the session health check out of the way.
 INI = "pgbudget_schema = schema.sql\npgbudget_health_lock_wait_ms = 0\n"
@@ -109,6 +111,57 @@ def test_errors_are_counted(project) -> None:
     )
 
 
+def test_a_script_is_one_transaction_and_a_failed_one_rolls_back(project) -> None:
+    tests = """\
+    TRANSFER = [
+        "BEGIN",
+        "UPDATE accounts SET balance = balance - %(amount)s WHERE id = %(src)s",
+        "UPDATE accounts SET balance = balance + %(amount)s WHERE id = %(dst)s",
+        "COMMIT",
+    ]
+
+    def transfer(i):
+        # every 7th transfer overdraws its account: the CHECK fails on the first UPDATE
+        return {"src": i % 10, "dst": (i + 1) % 10, "amount": 1000 if i % 7 == 0 else 1}
+
+    def test_transfers(pg_load, pg_conn):
+        result = pg_load(TRANSFER, params=transfer, operations=200, concurrency=4)
+        assert result.operations == 200
+        assert result.error_types == {"CheckViolation": 29}  # i = 0, 7, ..., 196
+        # each failed transfer was rolled back whole, and its connection went on working
+        assert pg_conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == 1000
+        moved = pg_conn.execute("SELECT balance FROM accounts WHERE id = 0").fetchone()[0]
+        assert moved == 100  # 0 -> 1 and 9 -> 0 transfers cancel out: 20 - 3 failed each way
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(passed=1)
+
+
+def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
+    tests = """\
+    import pytest
+    from pytest_pgbudget import LoadError
+
+    def test_syntax_error(pg_load):
+        with pytest.raises(LoadError, match="the load's SQL 'SELEC %s' cannot be prepared: .*syntax error at or near .SELEC."):
+            pg_load("SELEC %s", params=(1,), operations=10, concurrency=2)
+
+    def test_wrong_params(pg_load):
+        with pytest.raises(LoadError, match="'SELECT %s, %s' has 2 placeholder[(]s[)] but 1 parameter[(]s[)] were given"):
+            pg_load("SELECT %s, %s", params=lambda i: (i,), operations=10, concurrency=2)
+
+    def test_lost_connection_is_counted_and_the_rest_go_on(pg_load):
+        result = pg_load(
+            "SELECT CASE WHEN %s = 5 THEN pg_terminate_backend(pg_backend_pid()) END",
+            params=lambda i: (i,), operations=100, concurrency=2,
+        )
+        assert result.errors == 1, result.error_types
+        assert result.operations >= 99
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(passed=3)
+
+
 def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
     tests = """\
     import pytest
@@ -153,11 +206,25 @@ def test_one_process_per_connection(project) -> None:
     def account(i):
         return (i % 1000 + 1,)
 
+    def bump(conn, i):
+        conn.execute("UPDATE counters SET n = n + 1 WHERE id = %s", account(i))
+
+    def pair(i):
+        return {"a": i % 500 + 1, "b": i % 500 + 501}
+
     def test_processes(pg_load, pg_conn):
         result = pg_load("UPDATE counters SET n = n + 1 WHERE id = %s", params=account,
                          operations=1000, concurrency=4, processes=True)
         assert result.operations == 1000 and result.errors == 0
-        assert pg_conn.execute("SELECT sum(n) FROM counters").fetchone()[0] == 1000
+        result = pg_load(bump, operations=1000, concurrency=4, processes=True)
+        assert result.operations == 1000 and result.errors == 0 and result.peak_connections == 4
+        result = pg_load(
+            ["BEGIN", "UPDATE counters SET n = n + 1 WHERE id = %(a)s",
+             "UPDATE counters SET n = n + 1 WHERE id = %(b)s", "COMMIT"],
+            params=pair, operations=500, concurrency=6, processes=True,
+        )
+        assert result.operations == 500 and result.errors == 0 and result.peak_connections == 6
+        assert pg_conn.execute("SELECT sum(n) FROM counters").fetchone()[0] == 3000
 
     def test_lambdas_cannot_cross_processes(pg_load):
         with pytest.raises(TypeError, match="processes=True needs a picklable work and params"):

@@ -17,6 +17,7 @@ one mapping per operation; each statement picks the names it uses.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import re
 import select
@@ -190,7 +191,7 @@ def prepare(pgconn: pq.abc.PGconn, statements: Sequence[Statement]) -> None:
         result = pgconn.prepare(PREPARED_PREFIX + b"%d" % n, statement.sql)
         if result.status not in _OK:
             message = (result.error_message or b"").decode(errors="replace").strip()
-            raise psycopg.ProgrammingError(f"{message} (preparing {statement.text!r})")
+            raise LoadError(f"the load's SQL {statement.text!r} cannot be prepared: {message}")
 
 
 def _error_name(result: pq.abc.PGresult, cache: dict[bytes, str]) -> str:
@@ -241,7 +242,9 @@ class _Poller:
             self._poll.register(fd, select.POLLIN)
 
     def unregister(self, fd: int) -> None:
-        (self._epoll or self._poll).unregister(fd)
+        # libpq closes the socket of a lost connection, and a closed socket has left epoll
+        with contextlib.suppress(OSError, KeyError):
+            (self._epoll or self._poll).unregister(fd)
 
     def close(self) -> None:
         if self._epoll is not None:

@@ -573,6 +573,8 @@ def _run_statements(
             except BaseException as exc:
                 failed = failed or exc
     try:
+        if isinstance(failed, LoadError):
+            raise failed
         if failed is not None:
             raise LoadError(f"the load's connections could not start: {failed}") from failed
         bind = Binder(statements, params, conns[0])

@@ -1,0 +1,122 @@
+"""The SQL engine's pure parts: placeholders, scripts and parameter binding."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+
+import pytest
+
+from pytest_pgbudget import LoadError
+from pytest_pgbudget.load.engine import Binder, Statement, compile_work
+
+
+@pytest.mark.parametrize(
+    ("text", "sql", "names", "count"),
+    [
+        ("SELECT 1", b"SELECT 1", None, 0),
+        ("SELECT %s, %s", b"SELECT $1, $2", None, 2),
+        ("SELECT %b, %t", b"SELECT $1, $2", None, 2),
+        ("SELECT %(a)s, %(b)s, %(a)s", b"SELECT $1, $2, $1", ("a", "b"), 2),
+        ("SELECT '100%%', %s", b"SELECT '100%', $1", None, 1),
+        ("SELECT 'é', %(x)s", "SELECT 'é', $1".encode(), ("x",), 1),
+    ],
+)
+def test_placeholders_become_numbered_parameters(
+    text: str, sql: bytes, names: tuple[str, ...] | None, count: int
+) -> None:
+    statement = Statement.parse(text)
+    assert (statement.sql, statement.names, statement.count) == (sql, names, count)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "SELECT %d",
+            r"only '%s', '%b', '%t' \(or '%\(name\)s'\) are allowed as placeholders, got '%d'",
+        ),
+        ("SELECT 100%", r"incomplete placeholder '%'"),
+        ("SELECT %s, %(a)s", "positional and named placeholders mixed"),
+        ("SELECT %(a)s, %s", "positional and named placeholders mixed"),
+    ],
+)
+def test_bad_placeholders_are_refused(text: str, message: str) -> None:
+    with pytest.raises(LoadError, match=message):
+        Statement.parse(text)
+
+
+def test_a_script_needs_named_parameters() -> None:
+    assert len(compile_work(["BEGIN", "UPDATE t SET n = %(n)s", "COMMIT"])) == 3
+    with pytest.raises(
+        LoadError, match=r"named parameters .* 'UPDATE t SET n = %s' has positional"
+    ):
+        compile_work(["BEGIN", "UPDATE t SET n = %s", "COMMIT"])
+    # one statement may use either style
+    assert compile_work("UPDATE t SET n = %s")[0].count == 1
+
+
+@pytest.mark.parametrize("work", [[], "", ["SELECT 1", "  "], [1]])
+def test_empty_work_is_refused(work: object) -> None:
+    with pytest.raises(LoadError, match="SQL work must be a statement or a non-empty list"):
+        compile_work(work)  # type: ignore[arg-type]
+
+
+def test_positional_params_are_dumped_as_text() -> None:
+    bind = Binder(compile_work("SELECT %s, %s, %s, %s"), lambda i: (i, "x", None, 1.5), None)
+    assert [bytes(v) if v is not None else None for v in bind(7)[0]] == [b"7", b"x", None, b"1.5"]
+
+
+def test_named_values_are_dumped_once_and_picked_per_statement() -> None:
+    statements = compile_work(
+        [
+            "BEGIN",
+            "UPDATE a SET n = n - %(amount)s WHERE id = %(src)s",
+            "UPDATE a SET n = n + %(amount)s WHERE id = %(dst)s",
+            "COMMIT",
+        ]
+    )
+    bind = Binder(
+        statements,
+        lambda i: {"src": i, "dst": i + 1, "amount": decimal.Decimal("2.50"), "unused": object()},
+        None,
+    )
+    begin, debit, credit, commit = bind(1)
+    assert begin is None and commit is None
+    assert [bytes(v) for v in debit] == [b"2.50", b"1"]  # type: ignore[union-attr]
+    assert [bytes(v) for v in credit] == [b"2.50", b"2"]  # type: ignore[union-attr]
+
+
+def test_constant_params_are_dumped_once() -> None:
+    bind = Binder(compile_work("SELECT %(day)s"), {"day": datetime.date(2026, 11, 25)}, None)
+    assert bind(0) is bind(1)
+    assert bytes(bind(5)[0][0]) == b"2026-11-25"  # type: ignore[index,arg-type]
+
+
+@pytest.mark.parametrize(
+    ("work", "params", "message"),
+    [
+        ("SELECT %s", None, r"1 positional placeholder\(s\): params must be a tuple or list"),
+        ("SELECT %s", {"a": 1}, "params must be a tuple or list"),
+        ("SELECT %s", "ab", "params must be a tuple or list"),
+        ("SELECT %s, %s", (1,), r"has 2 placeholder\(s\) but 1 parameter\(s\) were given"),
+        ("SELECT %(a)s", (1,), "has named placeholders: params must be a mapping"),
+        (
+            ["BEGIN", "SELECT %(a)s", "SELECT %(b)s"],
+            {"a": 1},
+            r"params have no 'b' for 'SELECT %\(b\)s' \(they have: a\)",
+        ),
+    ],
+)
+def test_params_that_do_not_fit_are_clear_errors(
+    work: object, params: object, message: str
+) -> None:
+    with pytest.raises(LoadError, match=message):
+        Binder(compile_work(work), params, None)  # type: ignore[arg-type]
+    with pytest.raises(LoadError, match=message):  # the same from a function, at its first call
+        Binder(compile_work(work), lambda i: params, None)(0)  # type: ignore[arg-type]
+
+
+def test_no_params_needed() -> None:
+    bind = Binder(compile_work(["BEGIN", "SELECT 1", "COMMIT"]), None, None)
+    assert bind(0) == [None, None, None]
