@@ -3,8 +3,8 @@
 
 Run it with the virtualenv that has pytest-pgbudget installed::
 
-    python benchmarks/bench_load.py                 # about 2.5 minutes
-    python benchmarks/bench_load.py --repeats 1 --concurrency 8 --investigate never   # a quick look
+    python benchmarks/bench_load.py                 # about 2 minutes
+    python benchmarks/bench_load.py --repeats 1 --concurrency 8    # a quick look
 
 What is compared
 ================
@@ -35,29 +35,29 @@ with ``aid`` uniform in 1..100000*scale, ``tid`` in 1..10*scale, ``bid`` in
                           rule as ``Latency.of``; throughput is pgbench's
                           "tps ... (without initial connection time)" line.
                           The reference of the 15 % target.
-(b) ``proc psycopg``      ``run_load(dsn, partial(tpcb, scale=S),
-                          operations=C*T, concurrency=C, processes=True)``:
-                          one process per connection (forkserver children),
-                          the module-level callable ``tpcb`` below (one
-                          ``with conn.transaction():`` block, the five
-                          statements with ``prepare=True``). The headline.
-(c) ``proc libpq``        the same with ``tpcb_libpq``: the same statements
-                          and round trips, server-side prepared, sent through
-                          libpq directly (``conn.pgconn.exec_prepared``)
-                          without psycopg's per-statement Python work (cursor,
-                          adaptation, prepared-statement bookkeeping).
-(d) ``threads psycopg``   ``run_load`` in its default thread mode (one thread
-    ``threads libpq``     per connection, one GIL) with the same callables:
-                          the secondary rows, for comparison.
+(b) ``pg_load SQL``       ``run_load(dsn, TPCB, params=partial(tpcb_params,
+                          scale=S), operations=C*T, concurrency=C)``: the same
+                          seven statements as a script (a list of SQL strings
+                          with ``%(name)s`` placeholders), which ``run_load``
+                          runs on its libpq event loop, one thread for all C
+                          connections, statements prepared like
+                          ``-M prepared``. The headline.
+(c) ``SQL processes``     the same with ``processes=True``: one event loop per
+                          CPU, each with its share of the connections, like
+                          pgbench's ``-j``.
+(d) ``callable threads``  ``run_load(partial(tpcb, scale=S), ...)``: a Python
+    ``callable procs``    callable doing the same with psycopg
+                          (``with conn.transaction():`` and five
+                          ``conn.execute(..., prepare=True)``), in the
+                          default thread per connection and with
+                          ``processes=True`` (a process per connection): what
+                          a user's own Python work costs, for comparison.
 
-The callables are module-level functions (``processes=True`` pickles the work;
-closures and lambdas are refused) and get the scale as a keyword bound with
-``functools.partial``, which pickles as the function plus its arguments. A
-module-level global would not do: forkserver children import this script
-afresh, so a value set in the parent at run time never reaches them. Each
-process draws its random numbers from its own ``random.Random`` seeded from
-its PID (``rng()``, re-seeded when the PID changes), so no two processes
-replay the same sequence of accounts.
+The callables and the params function are module-level (``processes=True``
+pickles the work; closures and lambdas are refused) and get the scale as a
+keyword bound with ``functools.partial``. Each process draws its random
+numbers from its own ``random.Random`` seeded from its PID (``rng()``), so no
+two processes replay the same sequence of accounts.
 
 For every concurrency (default 8, 16 and 32) the drivers are interleaved
 (round 1 of each, round 2 of each, ...) ``--repeats`` times (default 3) and the
@@ -69,44 +69,30 @@ so every run starts from the same state. ``run_load`` runs with its defaults
 
 Client CPU per transaction is printed for every driver: ``getrusage`` of the
 pgbench child processes; for ``run_load`` ``time.process_time`` of this
-process (the sampler thread and, in thread mode, the workers) plus, in process
-mode, the CPU of the load processes, read as the growth of the forkserver's
-``cutime + cstime`` (``/proc/PID/stat``: the CPU of the children it reaped).
-The start of the load processes (a fork, importing this script, connecting)
-is not part of any latency; its CPU, measured per process with a run of one
-transaction per process, is subtracted, and its wall time (``run_load``'s
-wall time minus its ``duration_s``) is printed as "start". On a 2-core machine
-the load generator competes with the server for the same cores, so a client
-that needs more CPU per transaction slows the server it measures.
-
-Investigation
-=============
-
-When the p95 target is missed in process mode (``--investigate auto``, the
-default; ``always`` or ``never`` to force it), the comparison is repeated at
-``--investigate-concurrency`` clients (default 8 and 32) with variants that
-isolate where the difference comes from:
-
-* ``pgbench -j C`` (one pgbench thread per connection, like one process per
-  connection) against ``-j 2``;
-* process mode with ``sample_interval=1`` (the sampler polls
-  ``pg_stat_activity`` + ``pg_locks`` + ``pg_blocking_pids``);
-* "bare processes": the same callables in ``fork``-ed processes with a fixed
-  share of the transactions each, a barrier and ``perf_counter_ns`` around
-  each call: no runner (no shared counter and its lock, no sampler, no
-  forkserver).
+process (the event loop or the worker threads, and the sampler thread) plus,
+with ``processes=True``, the CPU of the load processes, read as the growth of
+the forkserver's ``cutime + cstime`` (``/proc/PID/stat``: the CPU of the
+children it reaped). Starting a run (connecting, preparing, starting
+processes) is not part of any latency; its CPU, measured per driver and
+concurrency with a run of one transaction per connection, is subtracted, and
+its wall time (``run_load``'s wall time minus its ``duration_s``) is printed as
+"start". Server CPU per transaction is the CPU of the ``bench`` database's
+backends. On a 2-core machine the load generator competes with the server
+for the same cores, so a client that needs more CPU per transaction slows
+the server it measures: that is the difference between (b) and (d).
 
 Runner overhead
 ===============
 
 ``SELECT 1`` (prepared) ``--select1-ops`` times (default 10000) over C
-connections (default 1 and 8), each connection owned by one thread:
+connections (default 1 and 8):
 
 * a bare loop: ``psycopg.connect(autocommit=True)`` per thread, a barrier,
   then ``t = perf_counter_ns(); conn.execute("SELECT 1", prepare=True);
   lat.append(perf_counter_ns() - t)`` for the thread's share;
-* ``run_load(dsn, "SELECT 1", operations=N, concurrency=C)``;
-* the same with ``processes=True``.
+* ``run_load`` with the same callable (``select1``), threads: the runner's
+  own overhead per operation (pool, shared counter, timing, sampler);
+* ``run_load(dsn, "SELECT 1", ...)``: the SQL event loop.
 
 Each prints wall microseconds per operation (elapsed / N; median and best of
 ``--overhead-repeats`` interleaved runs, default 3) and client CPU per
@@ -117,11 +103,9 @@ Everything this script writes lives in one temporary directory,
 ``server.controller.stop()`` and the forkserver of the load processes with
 ``multiprocessing.forkserver._forkserver._stop()`` in a ``finally`` (also on
 errors and on SIGTERM / SIGHUP), and the script then checks that no postgres
-process of that server is left. The comparison comes first; the runner
-overhead and the investigation are cut short when the run nears
-``--time-budget`` (default 200 s), so the whole script stays under 4 minutes
-on a busy machine. Exit status 1 when the p95 target is missed by both
-process-mode callables.
+process of that server is left. The runner overhead section is cut short
+when the run nears ``--time-budget`` (default 200 s). Exit status 1 when the
+headline misses the p95 target at any concurrency.
 """
 
 from __future__ import annotations
@@ -146,16 +130,15 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from _cleanup import postgres_pids_under  # benchmarks/_cleanup.py
-from psycopg import conninfo, pq
+from psycopg import conninfo
 
 from pytest_pgbudget import server as pgserver
 from pytest_pgbudget.load import run_load
@@ -165,22 +148,25 @@ DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
 DEFAULT_SCALE = 10
 TARGET_P95_RATIO = 0.15  # |pg_load / pgbench - 1| at most this
 RUN_TIMEOUT = 120  # seconds, per pgbench subprocess
-REFERENCE = "pgbench -j 2"
-HEADLINE = "proc psycopg"
-PROCESS_MODE = ("proc psycopg", "proc libpq")
+HEADLINE = "pg_load SQL"
+# Each pg_load engine against the pgbench of the same shape: one event loop (pgbench's
+# default, -j 1) or one loop per CPU (-j 2 on this 2-core machine).
+REFERENCES = {HEADLINE: "pgbench -j 1", "SQL processes": "pgbench -j 2"}
 
 # ---------------------------------------------------------------------------
 # the transaction: module-level, so that processes=True can pickle it
 # ---------------------------------------------------------------------------
 
-UPDATE_ACCOUNT = "UPDATE pgbench_accounts SET abalance = abalance + %s WHERE aid = %s"
-SELECT_ACCOUNT = "SELECT abalance FROM pgbench_accounts WHERE aid = %s"
-UPDATE_TELLER = "UPDATE pgbench_tellers SET tbalance = tbalance + %s WHERE tid = %s"
-UPDATE_BRANCH = "UPDATE pgbench_branches SET bbalance = bbalance + %s WHERE bid = %s"
-INSERT_HISTORY = (
+TPCB = [
+    "BEGIN",
+    "UPDATE pgbench_accounts SET abalance = abalance + %(delta)s WHERE aid = %(aid)s",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = %(aid)s",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + %(delta)s WHERE tid = %(tid)s",
+    "UPDATE pgbench_branches SET bbalance = bbalance + %(delta)s WHERE bid = %(bid)s",
     "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
-    "VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP)"
-)
+    "VALUES (%(tid)s, %(bid)s, %(aid)s, %(delta)s, CURRENT_TIMESTAMP)",
+    "END",
+]
 
 _rng: random.Random | None = None
 _rng_pid = 0
@@ -199,70 +185,59 @@ def rng() -> random.Random:
     return _rng
 
 
+def tpcb_params(i: int, scale: int = DEFAULT_SCALE) -> dict[str, int]:
+    """One transaction's random parameters, as pgbench draws them."""
+    randint = rng().randint
+    return {
+        "aid": randint(1, 100_000 * scale),
+        "tid": randint(1, 10 * scale),
+        "bid": randint(1, scale),
+        "delta": randint(-5000, 5000),
+    }
+
+
 def tpcb(conn: psycopg.Connection[Any], i: int, scale: int = DEFAULT_SCALE) -> None:
-    """pgbench's built-in TPC-B-like transaction as a ``run_load`` callable (psycopg)."""
-    randint = rng().randint
-    aid = randint(1, 100_000 * scale)
-    tid = randint(1, 10 * scale)
-    bid = randint(1, scale)
-    delta = randint(-5000, 5000)
+    """The same transaction as a ``run_load`` callable (psycopg)."""
+    p = tpcb_params(i, scale)
+    aid, tid, bid, delta = p["aid"], p["tid"], p["bid"], p["delta"]
     with conn.transaction():
-        conn.execute(UPDATE_ACCOUNT, (delta, aid), prepare=True)
-        conn.execute(SELECT_ACCOUNT, (aid,), prepare=True).fetchone()
-        conn.execute(UPDATE_TELLER, (delta, tid), prepare=True)
-        conn.execute(UPDATE_BRANCH, (delta, bid), prepare=True)
-        conn.execute(INSERT_HISTORY, (tid, bid, aid, delta), prepare=True)
-
-
-LIBPQ_STATEMENTS = (
-    "BEGIN",
-    "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
-    "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
-    "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2",
-    "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2",
-    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
-    "VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)",
-    "END",
-)
-LIBPQ_NAMES = [b"bench_tpcb_%d" % n for n in range(len(LIBPQ_STATEMENTS))]
-_LIBPQ_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
-_prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-
-
-def _check(result: pq.abc.PGresult) -> None:
-    if result.status not in _LIBPQ_OK:
-        raise psycopg.Error((result.error_message or b"").decode(errors="replace"))
-
-
-def tpcb_libpq(conn: psycopg.Connection[Any], i: int, scale: int = DEFAULT_SCALE) -> None:
-    """The same transaction straight through libpq (``conn.pgconn.exec_prepared``).
-
-    Same statements, same round trips, server-side prepared like ``-M prepared``,
-    but none of psycopg's per-statement Python work (cursor, adaptation,
-    prepared-statement bookkeeping).
-    """
-    pgconn = conn.pgconn
-    if conn not in _prepared:
-        for name, sql in zip(LIBPQ_NAMES, LIBPQ_STATEMENTS, strict=True):
-            _check(pgconn.prepare(name, sql.encode()))
-        _prepared.add(conn)
-    randint = rng().randint
-    aid = b"%d" % randint(1, 100_000 * scale)
-    tid = b"%d" % randint(1, 10 * scale)
-    bid = b"%d" % randint(1, scale)
-    delta = b"%d" % randint(-5000, 5000)
-    run, names = pgconn.exec_prepared, LIBPQ_NAMES
-    _check(run(names[0], None))
-    _check(run(names[1], [delta, aid]))
-    _check(run(names[2], [aid]))
-    _check(run(names[3], [delta, tid]))
-    _check(run(names[4], [delta, bid]))
-    _check(run(names[5], [tid, bid, aid, delta]))
-    _check(run(names[6], None))
+        conn.execute(
+            "UPDATE pgbench_accounts SET abalance = abalance + %s WHERE aid = %s",
+            (delta, aid),
+            prepare=True,
+        )
+        conn.execute(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = %s", (aid,), prepare=True
+        ).fetchone()
+        conn.execute(
+            "UPDATE pgbench_tellers SET tbalance = tbalance + %s WHERE tid = %s",
+            (delta, tid),
+            prepare=True,
+        )
+        conn.execute(
+            "UPDATE pgbench_branches SET bbalance = bbalance + %s WHERE bid = %s",
+            (delta, bid),
+            prepare=True,
+        )
+        conn.execute(
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
+            "VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP)",
+            (tid, bid, aid, delta),
+            prepare=True,
+        )
 
 
 def select1(conn: psycopg.Connection[Any], i: int) -> None:
     conn.execute("SELECT 1", prepare=True)
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One way of running the load through ``run_load``."""
+
+    work: Any
+    params: Any = None
+    processes: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -365,8 +340,9 @@ class Bench:
     dsn: str  # the bench database
     env: dict[str, str]  # PGHOST & co. for pgbench
     scale: int
-    start_cpu: dict[int, float]  # concurrency -> CPU seconds of starting one load process
     postmaster: int
+    drivers: dict[str, Driver]
+    start_cpu: dict[tuple[str, int], float] = field(default_factory=dict)  # CPU s of a start
     server_cpu0: float = 0.0
 
     def server_cpu(self) -> float:
@@ -457,40 +433,15 @@ class Bench:
             server_cpu_us_per_op=self.server_us_per_op(expected),
         )
 
-    def pg_load(
-        self,
-        work: Any,
-        operations: int,
-        concurrency: int,
-        processes: bool = False,
-        sample_interval: float | None = None,  # None: run_load's default
-        tool: str = "pg_load",
-    ) -> Measure:
+    def pg_load(self, name: str, operations: int, concurrency: int, tag: str = "") -> Measure:
+        """A run of ``run_load`` with driver ``name``; CPU of starting it is subtracted."""
         self.reset()
-        extra: dict[str, Any] = {}
-        if sample_interval is not None:
-            extra["sample_interval"] = sample_interval
-        cpu = time.process_time()
-        kids = forkserver_children_cpu()
-        wall = time.perf_counter()
-        result = run_load(
-            self.dsn,
-            work,
-            operations=operations,
-            concurrency=concurrency,
-            processes=processes,
-            **extra,
-        )
-        wall = time.perf_counter() - wall
-        cpu = time.process_time() - cpu
-        if processes:
-            # the load processes are joined (and so reaped) before run_load returns
-            cpu += forkserver_children_cpu() - kids
-            cpu -= concurrency * self.start_cpu.get(concurrency, 0.0)
+        result, cpu, wall = self._run(name, operations, concurrency)
+        cpu -= self.start_cpu.get((name, concurrency), 0.0)
         if result.errors or result.operations != operations:
             raise SystemExit(f"run_load: {result.describe()}")
         return Measure(
-            tool,
+            name,
             result.latency.p50_ms,
             result.latency.p95_ms,
             result.latency.mean_ms,
@@ -501,14 +452,29 @@ class Bench:
             self.server_us_per_op(operations),
         )
 
-    def measure_start(self, work: Any, concurrency: int) -> tuple[float, float]:
-        """CPU seconds per load process and wall seconds of a run of one operation per process."""
+    def _run(self, name: str, operations: int, concurrency: int) -> tuple[Any, float, float]:
+        driver = self.drivers[name]
+        cpu = time.process_time()
         kids = forkserver_children_cpu()
         wall = time.perf_counter()
-        run_load(self.dsn, work, operations=concurrency, concurrency=concurrency, processes=True)
+        result = run_load(
+            self.dsn,
+            driver.work,
+            params=driver.params,
+            operations=operations,
+            concurrency=concurrency,
+            processes=driver.processes,
+        )
         wall = time.perf_counter() - wall
-        cpu = (forkserver_children_cpu() - kids) / concurrency
-        self.start_cpu[concurrency] = cpu
+        cpu = time.process_time() - cpu
+        if driver.processes:  # the load processes are joined (and so reaped) before it returns
+            cpu += forkserver_children_cpu() - kids
+        return result, cpu, wall
+
+    def measure_start(self, name: str, concurrency: int) -> tuple[float, float]:
+        """CPU and wall seconds of a run of one operation per connection: starting a run."""
+        _, cpu, wall = self._run(name, concurrency, concurrency)
+        self.start_cpu[name, concurrency] = cpu
         return cpu, wall
 
     def bare(
@@ -570,80 +536,6 @@ class Bench:
             server_cpu_us_per_op=self.server_us_per_op(operations),
         )
 
-    def bare_processes(
-        self,
-        work: Callable[[psycopg.Connection[Any], int], object],
-        operations: int,
-        concurrency: int,
-        tool: str = "bare processes",
-    ) -> Measure:
-        """The work in one fork-ed process per connection, a fixed share each: no runner."""
-        self.reset()
-        ctx = multiprocessing.get_context("fork")
-        barrier = ctx.Barrier(concurrency + 1)
-        queue: multiprocessing.Queue[tuple[list[int], float]] = ctx.Queue()
-        shares = [
-            operations // concurrency + (n < operations % concurrency) for n in range(concurrency)
-        ]
-        procs = [
-            ctx.Process(
-                target=_process_worker,
-                args=(self.dsn, work, share, barrier, queue),
-                daemon=True,
-            )
-            for share in shares
-        ]
-        try:
-            for proc in procs:
-                proc.start()
-            barrier.wait(timeout=60)
-            started = time.perf_counter()
-            got = [queue.get(timeout=RUN_TIMEOUT) for _ in procs]
-            elapsed = time.perf_counter() - started
-            for proc in procs:
-                proc.join(timeout=10)
-        finally:
-            barrier.abort()
-            for proc in procs:
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
-        latencies = sorted(ns for mine, _cpu in got for ns in mine)
-        return Measure(
-            tool,
-            nearest_rank(latencies, 0.5) / 1e6,
-            nearest_rank(latencies, 0.95) / 1e6,
-            statistics.fmean(latencies) / 1e6,
-            len(latencies) / elapsed,
-            len(latencies),
-            sum(cpu for _mine, cpu in got) / len(latencies) * 1e6,
-            server_cpu_us_per_op=self.server_us_per_op(len(latencies)),
-        )
-
-
-def _process_worker(
-    dsn: str,
-    work: Callable[[psycopg.Connection[Any], int], object],
-    count: int,
-    barrier: Any,
-    queue: multiprocessing.Queue[tuple[list[int], float]],
-) -> None:
-    perf = time.perf_counter_ns
-    mine: list[int] = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        barrier.wait(timeout=60)
-        cpu = time.process_time()
-        for i in range(count):
-            began = perf()
-            work(conn, i)
-            mine.append(perf() - began)
-        cpu = time.process_time() - cpu
-    queue.put((mine, cpu))
-
-
-def untagged(measure: Callable[[], Measure]) -> Callable[[str], Measure]:
-    return lambda tag: measure()
-
 
 def median_of(runs: list[Measure]) -> Measure:
     return Measure(
@@ -698,21 +590,10 @@ def main() -> int:
         "--overhead-repeats", type=int, default=3, help="interleaved SELECT 1 runs (default 3)"
     )
     parser.add_argument(
-        "--investigate",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="run the investigation variants: when the p95 target is missed (auto, the default)",
-    )
-    parser.add_argument(
-        "--investigate-concurrency",
-        default="8,32",
-        help="client counts of the investigation (default 8,32)",
-    )
-    parser.add_argument(
         "--time-budget",
         type=float,
         default=200,
-        help="seconds; the optional sections are cut short to stay within it (default 200)",
+        help="seconds; the runner overhead section is cut short to stay within it (default 200)",
     )
     parser.add_argument("--pg-bin", default=DEFAULT_PG_BIN, help="PostgreSQL bin directory")
     args = parser.parse_args()
@@ -722,7 +603,6 @@ def main() -> int:
         parser.error(f"{pg_bin / 'pgbench'} not found (use --pg-bin)")
     concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
     overhead_concurrencies = [int(c) for c in args.overhead_concurrency.split(",") if c.strip()]
-    args.investigate_c = [int(c) for c in args.investigate_concurrency.split(",") if c.strip()]
 
     root = Path(tempfile.mkdtemp(prefix="bench-pgload-"))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -797,10 +677,21 @@ def bench(
     )
     with psycopg.connect(server.dsn_for("bench")) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    stat = Path(f"/proc/{row[0]}/stat").read_text()
+        assert row is not None
+        stat = Path(f"/proc/{row[0]}/stat").read_text()  # while the backend is alive
     postmaster = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: the parent
-    b = Bench(root, pg_bin, server.dsn_for("bench"), env, args.scale, {}, postmaster)
+    transaction_params = partial(tpcb_params, scale=args.scale)
+    work = partial(tpcb, scale=args.scale)
+    drivers = {
+        HEADLINE: Driver(TPCB, transaction_params),
+        "SQL processes": Driver(TPCB, transaction_params, processes=True),
+        "callable threads": Driver(work),
+        "callable procs": Driver(work, processes=True),
+        # runner overhead
+        "run_load callable": Driver(select1),
+        "run_load SQL": Driver("SELECT 1"),
+    }
+    b = Bench(root, pg_bin, server.dsn_for("bench"), env, args.scale, postmaster, drivers)
     started = time.perf_counter()
     init = subprocess.run(
         [str(pg_bin / "pgbench"), "-i", "-q", "-s", str(args.scale)],
@@ -814,34 +705,21 @@ def bench(
     if init.returncode != 0:
         raise SystemExit(f"pgbench -i failed:\n{init.stderr}")
     print(f"pgbench -i -s {args.scale}: {time.perf_counter() - started:.2f} s")
-    work = partial(tpcb, scale=args.scale)
-    thin = partial(tpcb_libpq, scale=args.scale)
-    drivers: dict[str, tuple[Any, bool]] = {
-        "proc psycopg": (work, True),
-        "proc libpq": (thin, True),
-        "threads psycopg": (work, False),
-        "threads libpq": (thin, False),
-    }
-
-    def driver(name: str, operations: int, concurrency: int, tag: str) -> Measure:
-        fn, processes = drivers[name]
-        return b.pg_load(fn, operations, concurrency, processes=processes, tool=name)
+    compared = [HEADLINE, "SQL processes", "callable threads", "callable procs"]
 
     # Warm-up, untimed: fills shared_buffers with the accounts and its index for both tools,
-    # starts the forkserver, and measures what starting one load process costs.
-    b.pgbench(concurrencies[0], 200, "warmup")
-    b.pg_load(work, concurrencies[0] * 100, concurrencies[0])
-    starts: dict[int, tuple[float, float]] = {}
-    for c in sorted({*concurrencies, *args.investigate_c, *overhead_concurrencies}):
-        b.measure_start(work, c)  # the first also starts the forkserver: not counted
-        starts[c] = b.measure_start(work, c)
-    print(
-        "load process start (one transaction per process, outside the latencies): "
-        + ", ".join(
-            f"C={c}: {cpu * 1e3:.0f} ms CPU per process, {wall:.2f} s wall"
-            for c, (cpu, wall) in starts.items()
+    # starts the forkserver; then what starting a run costs, per driver and concurrency.
+    b.pgbench(concurrencies[0], 200, "warmup", threads=1)
+    for name in compared:
+        b.pg_load(name, concurrencies[0] * 20, concurrencies[0])
+    for c in concurrencies:
+        starts = {name: b.measure_start(name, c) for name in compared}
+        print(
+            f"starting a run at C={c} (outside the latencies): "
+            + ", ".join(
+                f"{n} {cpu * 1e3:.0f} ms CPU, {wall:.2f} s" for n, (cpu, wall) in starts.items()
+            )
         )
-    )
 
     # -- pgbench vs pg_load -----------------------------------------------------
     results: dict[int, dict[str, Measure]] = {}
@@ -849,120 +727,92 @@ def bench(
         per_client = max(1, args.transactions // c)
         total = per_client * c
         tools: list[tuple[str, Callable[[str], Measure]]] = [
-            (REFERENCE, partial(b.pgbench, c, per_client)),
-            *((name, partial(driver, name, total, c)) for name in drivers),
+            ("pgbench -j 1", partial(b.pgbench, c, per_client, threads=1)),
+            ("pgbench -j 2", partial(b.pgbench, c, per_client, threads=2)),
+            *((name, partial(b.pg_load, name, total, c)) for name in compared),
         ]
         runs: dict[str, list[Measure]] = {name: [] for name, _ in tools}
         print(f"\nTPC-B-like, {c} clients, {total} transactions per run ({per_client} per client)")
         for rnd in range(1, args.repeats + 1):
             for n, (name, run) in enumerate(tools):
                 runs[name].append(run(f"c{c}-r{rnd}-t{n}"))
-                print(f"  round {rnd} {name:<15} {fmt(runs[name][-1])}", flush=True)
+                print(f"  round {rnd} {name:<16} {fmt(runs[name][-1])}", flush=True)
         results[c] = {name: median_of(runs[name]) for name, _ in tools}
 
-    def within(c: int, name: str) -> bool:
-        ratio = results[c][name].p95_ms / results[c][REFERENCE].p95_ms
-        return abs(ratio - 1) <= TARGET_P95_RATIO
+    def ratio(c: int, name: str, reference: str) -> float:
+        return results[c][name].p95_ms / results[c][reference].p95_ms
 
-    agrees = {name: all(within(c, name) for c in results) for name in PROCESS_MODE}
-    missed = not agrees[HEADLINE]
+    agrees = {
+        name: all(abs(ratio(c, name, reference) - 1) <= TARGET_P95_RATIO for c in results)
+        for name, reference in REFERENCES.items()
+    }
 
     # -- runner overhead --------------------------------------------------------
     overhead: dict[int, dict[str, Measure]] = {}
     best: dict[int, dict[str, float]] = {}  # best-of throughput: noise only ever slows a run
     ops = args.select1_ops
     print(f"\nrunner overhead: SELECT 1 (prepared), {ops} operations per run")
+    kinds = ["bare threads", "run_load callable", "run_load SQL"]
     for c in overhead_concurrencies:
-        if time.perf_counter() - args.started > args.time_budget * 0.6:
+        if time.perf_counter() - args.started > args.time_budget * 0.8:
             print(f"  C={c} skipped: too little of --time-budget left")
             continue
-        kinds: list[tuple[str, Callable[[], Measure]]] = [
-            ("bare threads", partial(b.bare, select1, ops, c)),
-            ("run_load", partial(b.pg_load, "SELECT 1", ops, c)),
-            ("run_load proc", partial(b.pg_load, "SELECT 1", ops, c, True)),
-        ]
-        oruns: dict[str, list[Measure]] = {name: [] for name, _ in kinds}
+        for name in kinds[1:]:
+            b.measure_start(name, c)
+        measure: dict[str, Callable[[], Measure]] = {
+            "bare threads": partial(b.bare, select1, ops, c),
+            **{name: partial(b.pg_load, name, ops, c) for name in kinds[1:]},
+        }
+        oruns: dict[str, list[Measure]] = {name: [] for name in kinds}
         for rnd in range(1, args.overhead_repeats + 1):
-            if rnd > 1 and time.perf_counter() - args.started > args.time_budget * 0.6:
+            if rnd > 1 and time.perf_counter() - args.started > args.time_budget * 0.9:
                 print(f"  (stopped after {rnd - 1} rounds: --time-budget)")
                 break
-            for name, measure in kinds:
-                oruns[name].append(measure())
+            for name in kinds:
+                oruns[name].append(measure[name]())
             print(
                 f"  round {rnd} C={c}: "
                 + ", ".join(
-                    f"{name} {1e6 / oruns[name][-1].throughput:6.1f} us/op" for name, _ in kinds
+                    f"{name} {1e6 / oruns[name][-1].throughput:6.1f} us/op" for name in kinds
                 ),
                 flush=True,
             )
-        overhead[c] = {name: median_of(oruns[name]) for name, _ in kinds}
-        best[c] = {name: max(m.throughput for m in oruns[name]) for name, _ in kinds}
-
-    # -- investigation ----------------------------------------------------------
-    investigated: dict[int, list[tuple[str, Measure]]] = {}
-    wanted = args.investigate == "always" or (args.investigate == "auto" and missed)
-    for c in args.investigate_c if wanted else []:
-        if time.perf_counter() - args.started > args.time_budget * 0.7:
-            print(f"\ninvestigation at {c} clients skipped: too little of --time-budget left")
-            continue
-        per_client = max(1, args.transactions // c)
-        total = per_client * c
-        variants: list[tuple[str, Callable[[str], Measure]]] = [
-            (REFERENCE, partial(b.pgbench, c, per_client)),
-            (f"pgbench -j {c}", partial(b.pgbench, c, per_client, threads=c)),
-            ("proc psycopg", partial(driver, "proc psycopg", total, c)),
-            (
-                "proc psycopg, sample_interval=1",
-                untagged(partial(b.pg_load, work, total, c, True, 1.0)),
-            ),
-            ("bare processes, psycopg", untagged(partial(b.bare_processes, work, total, c))),
-            ("proc libpq", partial(driver, "proc libpq", total, c)),
-            ("bare processes, libpq", untagged(partial(b.bare_processes, thin, total, c))),
-        ]
-        print(
-            f"\ninvestigation ({'asked for' if args.investigate == 'always' else 'p95 target missed'})"
-            f": {c} clients, {total} transactions, up to {args.repeats} interleaved rounds"
-        )
-        vruns: dict[str, list[Measure]] = {name: [] for name, _ in variants}
-        for rnd in range(1, args.repeats + 1):
-            if rnd > 1 and time.perf_counter() - args.started > args.time_budget * 0.9:
-                print(f"  (stopped after {rnd - 1} round(s): --time-budget)")
-                break
-            for n, (name, run) in enumerate(variants):
-                vruns[name].append(run(f"inv-c{c}-r{rnd}-v{n}"))
-                print(f"  round {rnd} {name:<31} {fmt(vruns[name][-1])}", flush=True)
-        investigated[c] = [(name, median_of(vruns[name])) for name, _ in variants]
+        overhead[c] = {name: median_of(oruns[name]) for name in kinds}
+        best[c] = {name: max(m.throughput for m in oruns[name]) for name in kinds}
 
     # -- summary ----------------------------------------------------------------
     print()
     print(f"Results: medians of {args.repeats} interleaved runs; TPC-B-like at scale {args.scale}")
     header = (
-        f"{'clients':>7} {'driver':<15} {'p50 ms':>7} {'p95 ms':>7} {'mean ms':>8} {'tps':>6} "
-        f"{'CPU us/tx client':>16} {'server':>6} {'cores c+s':>9} {'p95 / pgbench':>13}"
+        f"{'clients':>7} {'driver':<16} {'p50 ms':>7} {'p95 ms':>7} {'mean ms':>8} {'tps':>6} "
+        f"{'CPU us/tx client':>16} {'server':>6} {'cores c+s':>9} {'p95 / -j 1':>10} "
+        f"{'p95 / -j 2':>10}"
     )
     print(header)
     print("-" * len(header))
     for c, by_tool in results.items():
-        theirs = by_tool[REFERENCE]
         for name, m in by_tool.items():
-            ratio = "" if name == REFERENCE else f"{m.p95_ms / theirs.p95_ms:.2f}"
-            if name in PROCESS_MODE:
-                ratio += " OK" if within(c, name) else " MISSED"
+            shown = []
+            for reference in ("pgbench -j 1", "pgbench -j 2"):
+                value = ratio(c, name, reference)
+                text = "" if name == reference else f"{value:.2f}"
+                if REFERENCES.get(name) == reference:
+                    text += " OK" if abs(value - 1) <= TARGET_P95_RATIO else " MISS"
+                shown.append(text)
             client, backend = m.cores
             print(
-                f"{c:>7} {name:<15} {m.p50_ms:>7.2f} {m.p95_ms:>7.2f} {m.mean_ms:>8.2f} "
+                f"{c:>7} {name:<16} {m.p50_ms:>7.2f} {m.p95_ms:>7.2f} {m.mean_ms:>8.2f} "
                 f"{m.throughput:>6.0f} {m.cpu_us_per_op:>16.0f} {m.server_cpu_us_per_op:>6.0f} "
-                f"{client:>4.2f}+{backend:<4.2f} {ratio:>13}"
+                f"{client:>4.2f}+{backend:<4.2f} {shown[0]:>10} {shown[1]:>10}"
             )
     print(
-        f"target: p95 within {TARGET_P95_RATIO:.0%} of {REFERENCE} at every concurrency: "
-        + ", ".join(f"{name} {'OK' if ok else 'MISSED'}" for name, ok in agrees.items())
+        f"target: p95 within {TARGET_P95_RATIO:.0%} of pgbench of the same shape at every "
+        "concurrency: "
+        + ", ".join(
+            f"{name} vs {REFERENCES[name]} {'OK' if ok else 'MISSED'}"
+            for name, ok in agrees.items()
+        )
     )
-    for c, found in investigated.items():
-        print()
-        print(f"Investigation at {c} clients (medians)")
-        for name, m in found:
-            print(f"  {name:<31} {fmt(m)}")
     print()
     print(
         f"Runner overhead, SELECT 1 prepared, {args.overhead_repeats} interleaved runs: "
@@ -976,14 +826,14 @@ def bench(
             diff = "" if name == "bare threads" else f" ({us - bare_us:+5.1f})"
             diff_best = "" if name == "bare threads" else f" ({us_best - bare_best:+5.1f})"
             print(
-                f"  C={c:<3} {name:<14} median {us:5.1f}{diff:<8} us/op   "
+                f"  C={c:<3} {name:<17} median {us:5.1f}{diff:<8} us/op   "
                 f"best-of {us_best:5.1f}{diff_best:<8} us/op   "
                 f"client CPU {m.cpu_us_per_op:5.1f} us/op"
             )
     print(
         f"\nload average at the end: {os.getloadavg()[0]:.2f} (other work on the machine adds noise)"
     )
-    return 0 if any(agrees.values()) else 1
+    return 0 if all(agrees.values()) else 1
 
 
 if __name__ == "__main__":

@@ -18,13 +18,15 @@ one mapping per operation; each statement picks the names it uses.
 from __future__ import annotations
 
 import contextlib
+import gc
 import heapq
+import operator
 import re
 import select
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +115,14 @@ Params = Sequence[Any] | Mapping[str, Any] | Callable[[int], Any] | None
 Dumped = Sequence[bytes | bytearray | memoryview | None]
 
 
+def _picker(indexes: list[int]) -> Callable[[Dumped], Sequence[Any]]:
+    """A function taking the values at ``indexes`` (in that order) out of a sequence, fast."""
+    if len(indexes) == 1:
+        (only,) = indexes
+        return lambda dumped: (dumped[only],)
+    return operator.itemgetter(*indexes)
+
+
 class Binder:
     """Turns one operation's ``params`` into the text parameters of every statement.
 
@@ -128,8 +138,8 @@ class Binder:
         self._names: tuple[str, ...] = tuple(
             dict.fromkeys(name for s in statements for name in s.names or ())
         )
-        self._picks = [
-            None if s.names is None else tuple(self._names.index(n) for n in s.names)
+        self._picks: list[Callable[[Dumped], Sequence[Any]] | None] = [
+            None if s.names is None else _picker([self._names.index(n) for n in s.names])
             for s in statements
         ]
         self._width = len(self._names) if self._named else statements[0].count
@@ -176,7 +186,7 @@ class Binder:
         dumped = self._tx.dump_sequence(values, self._formats)
         if not self._named:
             return [dumped]
-        return [None if pick is None else [dumped[j] for j in pick] for pick in self._picks]
+        return [None if pick is None else pick(dumped) for pick in self._picks]
 
     def __call__(self, i: int) -> list[Dumped | None]:
         if self._source is None:
@@ -251,6 +261,65 @@ class _Poller:
             self._epoll.close()
 
 
+class Watcher:
+    """A connection the loop serves besides the load: every ``interval_ns`` it holds a
+    conversation (a generator that yields SQL and receives the rows), such as
+    :meth:`~pytest_pgbudget.load.watch.Sampler.sample`. An error stops the watching,
+    not the load, and is kept in ``error``."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        interval_ns: int,
+        conversation: Callable[[], Generator[bytes, list[tuple[Any, ...]], None]],
+    ) -> None:
+        self.pgconn = conn.pgconn
+        self.fd = self.pgconn.socket
+        self.interval_ns = interval_ns
+        self.conversation = conversation
+        self.error: BaseException | None = None
+        self._tx = Transformer(conn)
+        self._talk: Generator[bytes, list[tuple[Any, ...]], None] | None = None
+        self._rows: list[tuple[Any, ...]] = []
+        self.due = 0  # when the next conversation starts; 0 while one is going on
+
+    def begin(self) -> None:
+        self._talk = self.conversation()
+        self.due = 0
+        self._send(next(self._talk))
+
+    def _send(self, query: bytes) -> None:
+        self._rows = []
+        self.pgconn.send_query(query)
+
+    def readable(self, now: int) -> bool:
+        """Read what arrived; False when the watching has failed and must stop."""
+        pgconn = self.pgconn
+        try:
+            pgconn.consume_input()
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is not None:
+                    if result.status == pq.ExecStatus.TUPLES_OK:
+                        self._tx.set_pgresult(result)
+                        self._rows = self._tx.load_rows(0, result.ntuples, tuple)
+                    elif result.status not in _OK:
+                        message = (result.error_message or b"").decode(errors="replace")
+                        raise psycopg.DatabaseError(message.strip())
+                    continue
+                assert self._talk is not None
+                try:
+                    self._send(self._talk.send(self._rows))
+                except StopIteration:
+                    self._talk = None
+                    self.due = now + self.interval_ns
+                return True
+        except Exception as exc:
+            self.error = exc
+            return False
+        return True
+
+
 def drive_many(
     pgconns: Sequence[pq.abc.PGconn],
     statements: Sequence[Statement],
@@ -263,6 +332,7 @@ def drive_many(
     service: array[int],
     failures: Counter[str],
     progress: Callable[[int], None] | None = None,
+    watcher: Watcher | None = None,
 ) -> None:
     """Run operations on all ``pgconns`` at once until none is left.
 
@@ -272,7 +342,8 @@ def drive_many(
     ``start_ns + i * interval_ns`` and its latency counts from then. A failed
     statement ends its operation (rolled back if it left a transaction open)
     and is counted in ``failures`` by error class; a lost connection leaves
-    the loop. ``progress(done)`` is called about once a second.
+    the loop. ``progress(done)`` is called about once a second, and the
+    ``watcher``'s conversations are held between operations.
     """
     names = [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))]
     last = len(statements) - 1
@@ -312,15 +383,33 @@ def drive_many(
     for slot in slots:
         by_fd[slot.fd] = slot
         poller.register(slot.fd)
+    if watcher is not None:
+        poller.register(watcher.fd)
+        watcher.begin()
     now = clock()
     for slot in slots:
         start(slot, now)
     poll = poller.poll
+    # The loop allocates a few objects per statement, none of them in cycles: the
+    # cyclic collector would only add pauses to the latencies it measures.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         while by_fd:
-            timeout = max(0.0, (waiting[0][0] - clock()) / 1e9) if waiting else None
+            timeout = None
+            if waiting or (watcher is not None and watcher.due):
+                wake = min(
+                    waiting[0][0] if waiting else 1 << 62,
+                    watcher.due if watcher is not None and watcher.due else 1 << 62,
+                )
+                timeout = max(0.0, (wake - clock()) / 1e9)
             for fd, _ in poll(timeout):
-                slot = by_fd[fd]
+                slot = by_fd.get(fd)  # type: ignore[assignment]
+                if slot is None:  # the watcher's, or a slot retired in this round
+                    if watcher is not None and fd == watcher.fd and not watcher.readable(clock()):
+                        poller.unregister(watcher.fd)
+                        watcher = None
+                    continue
                 pgconn = slot.pgconn
                 try:
                     pgconn.consume_input()
@@ -342,9 +431,9 @@ def drive_many(
                             slot.rolling_back = True
                             pgconn.send_query(_ROLLBACK)
                             break
-                    elif slot.step < last:
-                        slot.step += 1
-                        pgconn.send_query_prepared(names[slot.step], slot.params[slot.step])
+                    elif (step := slot.step) < last:
+                        slot.step = step = step + 1
+                        pgconn.send_query_prepared(names[step], slot.params[step])
                         break
                     now = clock()
                     if slot.failed:
@@ -363,8 +452,17 @@ def drive_many(
                     slot = heapq.heappop(waiting)[2]
                     slot.began = now
                     slot.pgconn.send_query_prepared(names[0], slot.params[0])
+            if watcher is not None and watcher.due and clock() >= watcher.due:
+                try:
+                    watcher.begin()
+                except Exception as exc:
+                    watcher.error = exc
+                    poller.unregister(watcher.fd)
+                    watcher = None
             if progress is not None and clock() - reported > 1_000_000_000:
                 reported = clock()
                 progress(done)
     finally:
+        if collecting:
+            gc.enable()
         poller.close()

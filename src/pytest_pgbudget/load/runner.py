@@ -1,19 +1,24 @@
 """The load runner behind the ``pg_load`` fixture.
 
 ``pg_load(work, operations=N, concurrency=C)`` runs ``work`` N times across C
-connections of a psycopg pool, each connection owned by one thread for the
-whole run, so the Python side costs one loop iteration per operation.
+connections.
 
-- ``work`` is a SQL string (run with ``params``: a tuple, or a function of the
-  operation number returning one) or a callable ``work(conn, i)``.
-- Closed loop (the default): each thread starts its next operation when the
+- ``work`` is SQL or a callable ``work(conn, i)``. SQL (one statement, or a
+  list of statements run in order as one operation) is run with ``params``: a
+  tuple or mapping, or a function of the operation number returning one. One
+  event loop in the calling thread drives every connection through libpq
+  (:mod:`.engine`), so the client costs about what pgbench's does. A callable
+  gets a thread per connection from a psycopg pool (:func:`drive`), or with
+  ``processes=True`` a process (:mod:`.processes`).
+- Closed loop (the default): each connection starts its next operation when the
   last one ends. Fixed rate (``rate=ops_per_second``): operation ``i`` is
   *intended* to start at ``t0 + i / rate``; its latency is measured from that
   intended start, so queueing behind a slow operation is counted instead of
   hidden (the coordinated-omission correction HdrHistogram applies).
 - Every latency is kept, so percentiles are exact, not estimated from a sample.
 - Lock waits are observed two ways: ``pg_locks.waitstart`` sampled while the
-  run goes on (with the blocking statement from ``pg_blocking_pids``), and the
+  run goes on (with the blocking statement from ``pg_blocking_pids``;
+  :mod:`.watch`), and the
   server's ``log_lock_waits`` records (exact, for waits of at least
   ``deadlock_timeout``).
 - The load's connections switch auto_explain off for themselves: load
@@ -31,17 +36,19 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
 from ..errors import LoadError as LoadError
-from .engine import Binder, Statement, compile_work, drive_many, prepare
+from .engine import Binder, Statement, Watcher, compile_work, drive_many, prepare
 from .engine import Params as Params
+from .watch import LOAD_APPLICATION as LOAD_APPLICATION
+from .watch import ObservedWait as ObservedWait
+from .watch import Sampler
 
-LOAD_APPLICATION = "pytest-pgbudget-load"
 MIN_SAMPLES_FOR_P95 = 20
 MIN_SAMPLES_FOR_P99 = 100
 _START_TIMEOUT = 120.0
@@ -90,16 +97,6 @@ class Latency:
             f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, p99 {self.p99_ms:.2f} ms, "
             f"max {self.max_ms:.2f} ms over {self.count} operations{note}"
         )
-
-
-@dataclass(frozen=True)
-class ObservedWait:
-    """A lock wait seen during the run."""
-
-    waited_ms: float
-    waiting_statement: str
-    blocking_statement: str
-    lock: str = ""
 
 
 @dataclass(frozen=True)
@@ -249,84 +246,6 @@ class LoadResult:
             "blocking_statement": worst.blocking_statement if worst else None,
             "peak_connections": self.peak_connections,
         }
-
-
-_SAMPLE = """
-SELECT a.pid, a.application_name, a.state, a.query, l.waitstart, now(), pg_blocking_pids(a.pid),
-       l.locktype || coalesce(' on ' || l.relation::regclass::text, '')
-FROM pg_stat_activity a
-LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
-WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-"""
-_SAMPLE_PRE14 = """
-SELECT a.pid, a.application_name, a.state, a.query, NULL::timestamptz, now(),
-       pg_blocking_pids(a.pid), ''
-FROM pg_stat_activity a
-WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-"""
-
-
-def _roots(pid: int, blockers: Mapping[int, Sequence[int]]) -> list[int]:
-    """The processes at the head of ``pid``'s wait chain: those that wait for nobody."""
-    roots: list[int] = []
-    seen = {pid}
-    todo = list(blockers.get(pid, ()))
-    while todo:
-        other = todo.pop()
-        if other in seen:
-            continue
-        seen.add(other)
-        if blockers.get(other):
-            todo.extend(blockers[other])
-        else:
-            roots.append(other)
-    return roots
-
-
-@dataclass
-class _Sampler:
-    """Watches the run's connections: peak count and lock waits with their blockers."""
-
-    dsn: str
-    interval: float
-    version: int
-    peak: int = 0
-    waits: dict[tuple[int, Any], ObservedWait] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._watch()
-        except BaseException as exc:  # reported by run_load once the load is over
-            self.error = exc
-
-    def _watch(self) -> None:
-        query = _SAMPLE if self.version >= 140000 else _SAMPLE_PRE14
-        with psycopg.connect(self.dsn, autocommit=True, application_name="pytest-pgbudget") as conn:
-            while not self.stop.is_set():
-                rows = conn.execute(query).fetchall()
-                load_pids = {r[0] for r in rows if r[1] == LOAD_APPLICATION}
-                self.peak = max(self.peak, len(load_pids))
-                blockers = {r[0]: list(r[6] or []) for r in rows}
-                described = {r[0]: f"pid {r[0]} ({r[2]}): {r[3]}" for r in rows}
-                for pid, _app, _state, sql_text, waitstart, now, _blocking, lock in rows:
-                    if waitstart is None or pid not in load_pids:
-                        continue
-                    waited = (now - waitstart).total_seconds() * 1000
-                    blocking = "; ".join(
-                        described.get(root, f"pid {root}") for root in _roots(pid, blockers)
-                    )
-                    key = (pid, waitstart)
-                    seen = self.waits.get(key)
-                    if seen is not None:
-                        # The first blocker caused the wait; later ones are queued behind it.
-                        causes = seen.blocking_statement.split("; ")
-                        causes += [b for b in blocking.split("; ") if b and b not in causes]
-                        blocking = "; ".join(c for c in causes if c)
-                        waited = max(waited, seen.waited_ms)
-                    self.waits[key] = ObservedWait(waited, sql_text, blocking, lock)
-                self.stop.wait(self.interval)
 
 
 def drive(
@@ -504,15 +423,14 @@ def _run_threads(
                 service.extend(mine_service)
                 failures.update(mine_failures)
 
-    sampler = _Sampler(dsn, sample_interval, version)
-    sampler_thread = threading.Thread(target=sampler.run, name="pgbudget-load-sampler", daemon=True)
+    sampler = Sampler(dsn, sample_interval, version)
     start_barrier = threading.Barrier(concurrency + 1)
     threads = [
         threading.Thread(target=worker, name=f"pgbudget-load-{n}", daemon=True)
         for n in range(concurrency)
     ]
     try:
-        sampler_thread.start()
+        sampler_thread = sampler.start_thread()
         for thread in threads:
             thread.start()
         t0 = time.monotonic_ns()
@@ -562,12 +480,15 @@ def _run_statements(
     version: int,
     progress: Callable[[int, int, float], None] | None,
 ) -> LoadResult:
-    """SQL work: one event loop in this thread drives every connection (:mod:`.engine`)."""
+    """SQL work: one event loop in this thread drives every connection (:mod:`.engine`),
+    and the sampler's connection too."""
+    sampler = Sampler(dsn, sample_interval, version)
     conns: list[psycopg.Connection[Any]] = []
-    with ThreadPoolExecutor(max_workers=min(concurrency, 16)) as pool:
+    with ThreadPoolExecutor(max_workers=min(concurrency + 1, 16)) as pool:
+        watching = pool.submit(sampler.connect)
         opening = [pool.submit(connect_for_load, dsn, statements) for _ in range(concurrency)]
         failed: BaseException | None = None
-        for future in opening:
+        for future in [watching, *opening]:
             try:
                 conns.append(future.result())
             except BaseException as exc:
@@ -577,38 +498,33 @@ def _run_statements(
             raise failed
         if failed is not None:
             raise LoadError(f"the load's connections could not start: {failed}") from failed
-        bind = Binder(statements, params, conns[0])
+        watcher = Watcher(conns[0], int(sample_interval * 1e9), sampler.sample)
+        load = conns[1:]
+        bind = Binder(statements, params, load[0])
         latencies = array("q")
         service = array("q")
         failures: Counter[str] = Counter()
-        sampler = _Sampler(dsn, sample_interval, version)
-        sampler_thread = threading.Thread(
-            target=sampler.run, name="pgbudget-load-sampler", daemon=True
+        t0 = time.monotonic_ns()
+        started = time.perf_counter()
+        report = None
+        if progress is not None:
+            report = lambda done: progress(done, operations, time.perf_counter() - started)  # noqa: E731
+        drive_many(
+            [conn.pgconn for conn in load],
+            statements,
+            bind,
+            itertools.count().__next__,
+            operations,
+            t0,
+            int(1e9 / rate) if rate else 0,
+            latencies,
+            service,
+            failures,
+            report,
+            watcher,
         )
-        sampler_thread.start()
-        try:
-            t0 = time.monotonic_ns()
-            started = time.perf_counter()
-            report = None
-            if progress is not None:
-                report = lambda done: progress(done, operations, time.perf_counter() - started)  # noqa: E731
-            drive_many(
-                [conn.pgconn for conn in conns],
-                statements,
-                bind,
-                itertools.count().__next__,
-                operations,
-                t0,
-                int(1e9 / rate) if rate else 0,
-                latencies,
-                service,
-                failures,
-                report,
-            )
-            elapsed = time.perf_counter() - started
-        finally:
-            sampler.stop.set()
-            sampler_thread.join(timeout=5)
+        elapsed = time.perf_counter() - started
+        sampler.error = watcher.error
     finally:
         for conn in conns:
             conn.close()
@@ -628,9 +544,8 @@ def _run_in_processes(
 ) -> LoadResult:
     from .processes import execute_in_processes
 
-    sampler = _Sampler(dsn, sample_interval, version)
-    sampler_thread = threading.Thread(target=sampler.run, name="pgbudget-load-sampler", daemon=True)
-    sampler_thread.start()
+    sampler = Sampler(dsn, sample_interval, version)
+    sampler_thread = sampler.start_thread()
     try:
         latencies, service, failures, crashes, elapsed = execute_in_processes(
             dsn,
@@ -658,7 +573,7 @@ def _result(
     concurrency: int,
     rate: float | None,
     elapsed: float,
-    sampler: _Sampler,
+    sampler: Sampler,
     label: str,
 ) -> LoadResult:
     if sampler.error is not None:

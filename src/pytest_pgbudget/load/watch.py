@@ -1,0 +1,146 @@
+"""Watching a load's connections: how many there are, and who waits for whose lock.
+
+Every ``interval`` seconds a sample is taken over one more connection. Most
+samples see no lock wait, so a sample first glances at ``pg_stat_activity``
+(one row back), and only when some backend waits for a lock does it read
+``pg_locks`` and ``pg_blocking_pids`` for the waiting statement, how long it
+has waited and the statements at the head of its wait chain.
+
+A sample is a conversation (:meth:`Sampler.sample`: a generator that yields
+SQL and receives its rows), so it can run two ways without repeating itself:
+in a thread of its own over a blocking connection (:meth:`Sampler.run`), or
+inside the SQL engine's event loop, which then needs no second thread whose
+share of the interpreter lock would delay the load it measures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+LOAD_APPLICATION = "pytest-pgbudget-load"
+WATCH_APPLICATION = "pytest-pgbudget"
+
+Rows = list[tuple[Any, ...]]
+Conversation = Generator[bytes, Rows, None]
+
+_GLANCE = f"""
+SELECT count(*) FILTER (WHERE application_name = '{LOAD_APPLICATION}'),
+       count(*) FILTER (WHERE wait_event_type = 'Lock')
+FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+""".encode()
+_SAMPLE = b"""
+SELECT a.pid, a.application_name, a.state, a.query,
+       l.waitstart::text, extract(epoch FROM now() - l.waitstart) * 1000,
+       pg_blocking_pids(a.pid),
+       l.locktype || coalesce(' on ' || l.relation::regclass::text, '')
+FROM pg_stat_activity a
+LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+"""
+_SAMPLE_PRE14 = b"""
+SELECT a.pid, a.application_name, a.state, a.query, NULL::text, NULL::float8,
+       pg_blocking_pids(a.pid), ''
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+"""
+
+
+@dataclass(frozen=True)
+class ObservedWait:
+    """A lock wait seen during the run."""
+
+    waited_ms: float
+    waiting_statement: str
+    blocking_statement: str
+    lock: str = ""
+
+
+def _roots(pid: int, blockers: Mapping[int, Sequence[int]]) -> list[int]:
+    """The processes at the head of ``pid``'s wait chain: those that wait for nobody."""
+    roots: list[int] = []
+    seen = {pid}
+    todo = list(blockers.get(pid, ()))
+    while todo:
+        other = todo.pop()
+        if other in seen:
+            continue
+        seen.add(other)
+        if blockers.get(other):
+            todo.extend(blockers[other])
+        else:
+            roots.append(other)
+    return roots
+
+
+@dataclass
+class Sampler:
+    """Peak connection count and lock waits (with their blockers) of one load run."""
+
+    dsn: str
+    interval: float
+    version: int
+    peak: int = 0
+    waits: dict[tuple[int, Any], ObservedWait] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn, autocommit=True, application_name=WATCH_APPLICATION)
+
+    def sample(self) -> Conversation:
+        """One sample: yields the SQL to run and receives its rows."""
+        rows = yield _GLANCE
+        if rows:
+            self.peak = max(self.peak, int(rows[0][0]))
+            if not rows[0][1]:
+                return
+        self.record((yield _SAMPLE if self.version >= 140000 else _SAMPLE_PRE14))
+
+    def record(self, rows: Rows) -> None:
+        """Note the waits of a full sample's rows."""
+        load_pids = {r[0] for r in rows if r[1] == LOAD_APPLICATION}
+        self.peak = max(self.peak, len(load_pids))
+        blockers = {r[0]: list(r[6] or []) for r in rows}
+        described = {r[0]: f"pid {r[0]} ({r[2]}): {r[3]}" for r in rows}
+        for pid, _app, _state, sql_text, waitstart, waited, _blocking, lock in rows:
+            if waitstart is None or pid not in load_pids:
+                continue
+            waited = float(waited)
+            blocking = "; ".join(
+                described.get(root, f"pid {root}") for root in _roots(pid, blockers)
+            )
+            key = (pid, waitstart)
+            seen = self.waits.get(key)
+            if seen is not None:
+                # The first blocker caused the wait; later ones are queued behind it.
+                causes = seen.blocking_statement.split("; ")
+                causes += [b for b in blocking.split("; ") if b and b not in causes]
+                blocking = "; ".join(c for c in causes if c)
+                waited = max(waited, seen.waited_ms)
+            self.waits[key] = ObservedWait(waited, sql_text, blocking, lock or "")
+
+    def run(self) -> None:
+        """Sample in this thread until ``stop`` is set; an error is kept in ``error``."""
+        try:
+            with self.connect() as conn:
+                while not self.stop.is_set():
+                    conversation = self.sample()
+                    try:
+                        query = next(conversation)
+                        while True:
+                            query = conversation.send(conn.execute(query).fetchall())
+                    except StopIteration:
+                        pass
+                    self.stop.wait(self.interval)
+        except BaseException as exc:  # reported by run_load once the load is over
+            self.error = exc
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="pgbudget-load-sampler", daemon=True)
+        thread.start()
+        return thread
