@@ -8,7 +8,7 @@ import decimal
 import pytest
 
 from pytest_pgbudget import LoadError
-from pytest_pgbudget.load.engine import Binder, Statement, compile_work
+from pytest_pgbudget.load.engine import Statement, binder, compile_work
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_empty_work_is_refused(work: object) -> None:
 
 
 def test_positional_params_are_dumped_as_text() -> None:
-    bind = Binder(compile_work("SELECT %s, %s, %s, %s"), lambda i: (i, "x", None, 1.5), None)
+    bind = binder(compile_work("SELECT %s, %s, %s, %s"), lambda i: (i, "x", None, 1.5), None)
     assert [bytes(v) if v is not None else None for v in bind(7)[0]] == [b"7", b"x", None, b"1.5"]
 
 
@@ -76,7 +76,7 @@ def test_named_values_are_dumped_once_and_picked_per_statement() -> None:
             "COMMIT",
         ]
     )
-    bind = Binder(
+    bind = binder(
         statements,
         lambda i: {"src": i, "dst": i + 1, "amount": decimal.Decimal("2.50"), "unused": object()},
         None,
@@ -88,7 +88,7 @@ def test_named_values_are_dumped_once_and_picked_per_statement() -> None:
 
 
 def test_constant_params_are_dumped_once() -> None:
-    bind = Binder(compile_work("SELECT %(day)s"), {"day": datetime.date(2026, 11, 25)}, None)
+    bind = binder(compile_work("SELECT %(day)s"), {"day": datetime.date(2026, 11, 25)}, None)
     assert bind(0) is bind(1)
     assert bytes(bind(5)[0][0]) == b"2026-11-25"  # type: ignore[index,arg-type]
 
@@ -112,11 +112,11 @@ def test_params_that_do_not_fit_are_clear_errors(
     work: object, params: object, message: str
 ) -> None:
     with pytest.raises(LoadError, match=message):
-        Binder(compile_work(work), params, None)  # type: ignore[arg-type]
+        binder(compile_work(work), params, None)  # type: ignore[arg-type]
     with pytest.raises(LoadError, match=message):  # the same from a function, at its first call
-        Binder(compile_work(work), lambda i: params, None)(0)  # type: ignore[arg-type]
+        binder(compile_work(work), lambda i: params, None)(0)  # type: ignore[arg-type]
 
 
 def test_no_params_needed() -> None:
-    bind = Binder(compile_work(["BEGIN", "SELECT 1", "COMMIT"]), None, None)
+    bind = binder(compile_work(["BEGIN", "SELECT 1", "COMMIT"]), None, None)
     assert bind(0) == [None, None, None]

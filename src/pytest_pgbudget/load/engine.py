@@ -123,49 +123,42 @@ def _picker(indexes: list[int]) -> Callable[[Dumped], Sequence[Any]]:
     return operator.itemgetter(*indexes)
 
 
-class Binder:
-    """Turns one operation's ``params`` into the text parameters of every statement.
+class _Binding:
+    """What binding needs to know about the statements, and the clear errors of a bad fit."""
 
-    Each value is dumped once per operation (psycopg's adapters, text format),
-    however many statements use it; constant ``params`` are dumped once for
-    the whole run.
-    """
-
-    def __init__(self, statements: Sequence[Statement], params: Params, context: Any) -> None:
-        self._statements = statements
-        self._tx = Transformer(context)
-        self._named = any(s.names is not None for s in statements)
-        self._names: tuple[str, ...] = tuple(
+    def __init__(self, statements: Sequence[Statement], context: Any) -> None:
+        self.statements = statements
+        self.tx = Transformer(context)
+        self.named = any(s.names is not None for s in statements)
+        self.names: tuple[str, ...] = tuple(
             dict.fromkeys(name for s in statements for name in s.names or ())
         )
-        self._picks: list[Callable[[Dumped], Sequence[Any]] | None] = [
-            None if s.names is None else _picker([self._names.index(n) for n in s.names])
+        self.picks: list[Callable[[Dumped], Sequence[Any]] | None] = [
+            None if s.names is None else _picker([self.names.index(n) for n in s.names])
             for s in statements
         ]
-        self._width = len(self._names) if self._named else statements[0].count
-        self._formats = [PyFormat.TEXT] * self._width
-        self._source = params if callable(params) else None
-        self._constant = None if callable(params) else self._dump(params)
+        self.width = len(self.names) if self.named else statements[0].count
+        self.formats = [PyFormat.TEXT] * self.width
 
-    def _values(self, params: Any) -> list[Any]:
+    def values(self, params: Any) -> list[Any]:
         """The values to dump: by name for named placeholders, else the positional ones."""
-        if self._named:
+        if self.named:
             if not isinstance(params, Mapping):
                 raise LoadError(
-                    f"{self._statements[0].text!r} has named placeholders: params must be a "
+                    f"{self.statements[0].text!r} has named placeholders: params must be a "
                     f"mapping (or a function returning one), got {type(params).__name__}"
                 )
             try:
-                return [params[name] for name in self._names]
+                return [params[name] for name in self.names]
             except KeyError as exc:
-                user = next(s for s in self._statements if exc.args[0] in (s.names or ()))
+                user = next(s for s in self.statements if exc.args[0] in (s.names or ()))
                 raise LoadError(
                     f"params have no {exc.args[0]!r} for {user.text!r} "
                     f"(they have: {', '.join(map(str, params)) or 'nothing'})"
                 ) from None
-        if not self._width:
+        if not self.width:
             return []
-        statement = self._statements[0]
+        statement = self.statements[0]
         if params is None or isinstance(params, Mapping | str | bytes):
             raise LoadError(
                 f"{statement.text!r} has {statement.count} positional placeholder(s): params "
@@ -179,20 +172,62 @@ class Binder:
             )
         return values
 
-    def _dump(self, params: Any) -> list[Dumped | None]:
-        values = self._values(params)
-        if not self._width:
-            return [None] * len(self._statements)
-        dumped = self._tx.dump_sequence(values, self._formats)
-        if not self._named:
+    def dump(self, params: Any) -> list[Dumped | None]:
+        """One operation's parameters, checked, dumped and shared out to the statements."""
+        values = self.values(params)
+        if not self.width:
+            return [None] * len(self.statements)
+        dumped = self.tx.dump_sequence(values, self.formats)
+        if not self.named:
             return [dumped]
-        return [None if pick is None else pick(dumped) for pick in self._picks]
+        return [None if pick is None else pick(dumped) for pick in self.picks]
 
-    def __call__(self, i: int) -> list[Dumped | None]:
-        if self._source is None:
-            assert self._constant is not None
-            return self._constant
-        return self._dump(self._source(i))
+
+def binder(
+    statements: Sequence[Statement], params: Params, context: Any
+) -> Callable[[int], list[Dumped | None]]:
+    """A function of the operation number giving the text parameters of every statement.
+
+    Each value is dumped once per operation (psycopg's adapters, text format),
+    however many statements use it; constant ``params`` are dumped once for
+    the whole run. Parameters that do not fit the placeholders raise
+    :class:`LoadError` (for constant ``params``, right here).
+    """
+    binding = _Binding(statements, context)
+    if not callable(params):
+        constant = binding.dump(params)
+        return lambda i: constant
+    source = params
+    dump, formats, picks, names = (
+        binding.tx.dump_sequence,
+        binding.formats,
+        binding.picks,
+        binding.names,
+    )
+
+    # The fast paths check nothing; whatever they trip on, the careful path explains.
+    if binding.named:
+
+        def bind_named(i: int) -> list[Dumped | None]:
+            p = source(i)
+            try:
+                dumped = dump([p[name] for name in names], formats)
+            except Exception:
+                return binding.dump(p)
+            return [None if pick is None else pick(dumped) for pick in picks]
+
+        return bind_named
+    if binding.width:
+        count = binding.width
+
+        def bind_positional(i: int) -> list[Dumped | None]:
+            p = source(i)
+            if (type(p) is not tuple and type(p) is not list) or len(p) != count:
+                return binding.dump(p)
+            return [dump(p, formats)]
+
+        return bind_positional
+    return lambda i: binding.dump(source(i))
 
 
 def prepare(pgconn: pq.abc.PGconn, statements: Sequence[Statement]) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from .engine import Binder, compile_work, drive_many
+from .engine import binder, compile_work, drive_many
 from .runner import connect_for_load, drive
 
 _context: Any = None
@@ -90,7 +90,7 @@ def _child(
             drive_many(
                 [conn.pgconn for conn in conns],
                 statements,
-                Binder(statements, params, conns[0]),
+                binder(statements, params, conns[0]),
                 next_index,
                 operations,
                 t0.value,

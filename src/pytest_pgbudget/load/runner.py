@@ -43,8 +43,8 @@ import psycopg
 from psycopg import errors
 
 from ..errors import LoadError as LoadError
-from .engine import Binder, Statement, Watcher, compile_work, drive_many, prepare
 from .engine import Params as Params
+from .engine import Statement, Watcher, binder, compile_work, drive_many, prepare
 from .watch import LOAD_APPLICATION as LOAD_APPLICATION
 from .watch import ObservedWait as ObservedWait
 from .watch import Sampler
@@ -500,7 +500,7 @@ def _run_statements(
             raise LoadError(f"the load's connections could not start: {failed}") from failed
         watcher = Watcher(conns[0], int(sample_interval * 1e9), sampler.sample)
         load = conns[1:]
-        bind = Binder(statements, params, load[0])
+        bind = binder(statements, params, load[0])
         latencies = array("q")
         service = array("q")
         failures: Counter[str] = Counter()
