@@ -235,8 +235,14 @@ def prepare(pgconn: pq.abc.PGconn, statements: Sequence[Statement]) -> None:
     for n, statement in enumerate(statements):
         result = pgconn.prepare(PREPARED_PREFIX + b"%d" % n, statement.sql)
         if result.status not in _OK:
-            message = (result.error_message or b"").decode(errors="replace").strip()
-            raise LoadError(f"the load's SQL {statement.text!r} cannot be prepared: {message}")
+            field = result.error_field
+            message = field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message or b""
+            hint = field(pq.DiagnosticField.MESSAGE_HINT)
+            raise LoadError(
+                f"the load's SQL {statement.text!r} cannot be prepared: "
+                + message.decode(errors="replace").strip()
+                + (f" (hint: {hint.decode(errors='replace')})" if hint else "")
+            )
 
 
 def _error_name(result: pq.abc.PGresult, cache: dict[bytes, str]) -> str:

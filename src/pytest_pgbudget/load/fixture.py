@@ -49,6 +49,10 @@ class PgLoad:
                 concurrency=20,
             )
             result.assert_budget(p95_ms=50, max_errors=0, max_lock_wait_ms=10)
+
+    ``work`` may also be a list of statements run as one operation (named
+    parameters from one mapping per operation), or a callable
+    ``work(conn, i)``; see :func:`pytest_pgbudget.load.runner.run_load`.
     """
 
     def __init__(self, db: PgDatabase, item: pytest.Item) -> None:
