@@ -49,6 +49,7 @@ SELECT indexrelname, relname FROM pg_stat_user_indexes ORDER BY relname, indexre
 _WAITED = re.compile(
     r"^process \d+ (?:still waiting for|acquired) (?P<lock>.+?) after (?P<ms>[0-9.]+) ms"
 )
+_HOLDERS = re.compile(r"Process(?:es)? holding the lock: (?P<pids>[0-9, ]+)\.")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class LockWait:
     dbname: str
     statement: str
     application: str = ""
+    holders: tuple[int, ...] = ()  # from "still waiting" records: who held the lock
 
 
 def lock_wait(record: dict[str, Any]) -> LockWait | None:
@@ -67,12 +69,14 @@ def lock_wait(record: dict[str, Any]) -> LockWait | None:
     match = _WAITED.match(record.get("message", ""))
     if match is None:
         return None
+    holders = _HOLDERS.search(record.get("detail", ""))
     return LockWait(
         float(match.group("ms")),
         match.group("lock"),
         record.get("dbname", ""),
         record.get("statement", ""),
         record.get("application_name", ""),
+        tuple(int(p) for p in holders.group("pids").split(",")) if holders else (),
     )
 
 

@@ -94,6 +94,27 @@ def test_lock_conflict_fails_naming_the_blocking_statement(project) -> None:
     )
 
 
+def test_a_wait_too_short_to_sample_names_the_holder_from_the_server_log(project) -> None:
+    tests = """\
+    import threading
+
+    def test_short_wait(pg_load, pg_db):
+        holder = pg_db.connect()
+        pid = holder.execute("SELECT pg_backend_pid()").fetchone()[0]
+        holder.execute("UPDATE counters SET n = 0 WHERE id = 3")
+        threading.Timer(0.15, holder.commit).start()
+        # one glance only: the sampler never sees the wait twice, the server log does
+        result = pg_load("UPDATE counters SET n = n + 1 WHERE id = 3", operations=20,
+                         concurrency=2, sample_interval=60)
+        holder.close()
+        worst = result.worst_wait
+        assert worst is not None and worst.waited_ms >= 10, result.lock_waits
+        assert worst.blocking_statement.startswith(f"pid {pid} (held the lock"), worst
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(passed=1)
+
+
 def test_errors_are_counted(project) -> None:
     tests = """\
     from pytest_pgbudget import pgbudget

@@ -141,6 +141,14 @@ def test_lock_wait_records() -> None:
         123.456, "ShareLock on transaction 7", "db", "UPDATE t SET x = 1", "app"
     )
     assert lock_wait({"message": "duration: 1.0 ms  plan:\n{}"}) is None
+    still = {
+        "message": "process 42 still waiting for ShareLock on transaction 7 after 10.041 ms",
+        "detail": "Processes holding the lock: 40, 41. Wait queue: 42.",
+        "dbname": "db",
+    }
+    assert lock_wait(still) == LockWait(
+        10.041, "ShareLock on transaction 7", "db", "", "", (40, 41)
+    )
 
 
 def test_health_ratios_exclude_cold_reads_and_judge_with_enough_accesses() -> None:

@@ -22,7 +22,8 @@ def with_logged_waits(result: LoadResult, logged: list[LockWait]) -> LoadResult:
 
     The log's figure is exact ("acquired ... after 123.4 ms"); the sampler knows
     the blocking statement. A logged wait of a statement the sampler saw too
-    lengthens that wait; one the sampler missed is added as it is.
+    lengthens that wait; one the sampler missed is added with the processes the
+    log names as holding the lock.
     """
     waits = list(result.lock_waits)
     for wait in logged:
@@ -30,7 +31,9 @@ def with_logged_waits(result: LoadResult, logged: list[LockWait]) -> LoadResult:
             (i for i, w in enumerate(waits) if w.waiting_statement == wait.statement), None
         )
         if match is None:
-            waits.append(ObservedWait(wait.waited_ms, wait.statement, "", wait.lock))
+            holders = ", ".join(f"pid {pid}" for pid in wait.holders)
+            blocking = f"{holders} (held the lock; too short a wait to sample)" if holders else ""
+            waits.append(ObservedWait(wait.waited_ms, wait.statement, blocking, wait.lock))
         elif waits[match].waited_ms < wait.waited_ms:
             waits[match] = dataclasses.replace(waits[match], waited_ms=wait.waited_ms)
     return dataclasses.replace(result, lock_waits=tuple(sorted(waits, key=lambda w: -w.waited_ms)))
