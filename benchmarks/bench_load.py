@@ -370,7 +370,12 @@ class Bench:
         """Backend CPU per operation since the last ``reset``."""
         return (self.server_cpu() - self.server_cpu0) / operations * 1e6
 
-    def pgbench(self, clients: int, per_client: int, tag: str, threads: int = 2) -> Measure:
+    def pgbench(
+        self, clients: int, per_client: int, tag: str, threads: int = 2, rate: float | None = None
+    ) -> Measure:
+        """A pgbench run. With a ``rate`` it runs for ``-T`` seconds (``per_client`` x
+        clients / rate) instead of ``-t`` transactions per client: with ``-t``, clients
+        that finish their share early leave the schedule to fewer and fewer clients."""
         self.reset()
         prefix = self.root / f"pgbench-{tag}"
         jobs = min(threads, clients)
@@ -383,10 +388,14 @@ class Bench:
             str(clients),
             "-j",
             str(jobs),
-            "-t",
-            str(per_client),
+            *(
+                ["-T", str(max(1, round(per_client * clients / rate)))]
+                if rate
+                else ["-t", str(per_client)]
+            ),
             "--log",
             f"--log-prefix={prefix}",
+            *(["--rate", f"{rate:g}"] if rate else []),
         ]
         cpu = children_cpu()
         proc = subprocess.run(
@@ -415,8 +424,8 @@ class Bench:
                 if len(fields) >= 3 and fields[2].isdigit():
                     latencies_us.append(int(fields[2]))
             log.unlink()
-        expected = clients * per_client
-        if len(latencies_us) != expected:
+        expected = len(latencies_us) if rate else clients * per_client
+        if len(latencies_us) != expected or not expected:
             raise SystemExit(
                 f"pgbench logged {len(latencies_us)} transactions in {len(logs)} file(s), "
                 f"expected {expected}"
@@ -433,10 +442,19 @@ class Bench:
             server_cpu_us_per_op=self.server_us_per_op(expected),
         )
 
-    def pg_load(self, name: str, operations: int, concurrency: int, tag: str = "") -> Measure:
-        """A run of ``run_load`` with driver ``name``; CPU of starting it is subtracted."""
+    def pg_load(
+        self,
+        name: str,
+        operations: int,
+        concurrency: int,
+        tag: str = "",
+        rate: float | None = None,
+    ) -> Measure:
+        """A run of ``run_load`` with driver ``name``; CPU of starting it is subtracted.
+
+        With a ``rate``, the arrivals are a Poisson process, as pgbench's ``--rate``."""
         self.reset()
-        result, cpu, wall = self._run(name, operations, concurrency)
+        result, cpu, wall = self._run(name, operations, concurrency, rate)
         cpu -= self.start_cpu.get((name, concurrency), 0.0)
         if result.errors or result.operations != operations:
             raise SystemExit(f"run_load: {result.describe()}")
@@ -452,7 +470,9 @@ class Bench:
             self.server_us_per_op(operations),
         )
 
-    def _run(self, name: str, operations: int, concurrency: int) -> tuple[Any, float, float]:
+    def _run(
+        self, name: str, operations: int, concurrency: int, rate: float | None = None
+    ) -> tuple[Any, float, float]:
         driver = self.drivers[name]
         cpu = time.process_time()
         kids = forkserver_children_cpu()
@@ -464,6 +484,8 @@ class Bench:
             operations=operations,
             concurrency=concurrency,
             processes=driver.processes,
+            rate=rate,
+            arrivals="poisson" if rate else "uniform",
         )
         wall = time.perf_counter() - wall
         cpu = time.process_time() - cpu
@@ -588,6 +610,15 @@ def main() -> int:
     )
     parser.add_argument(
         "--overhead-repeats", type=int, default=3, help="interleaved SELECT 1 runs (default 3)"
+    )
+    parser.add_argument(
+        "--rate-share",
+        type=float,
+        default=0.5,
+        help="fixed-rate runs at this share of pgbench's closed-loop throughput (default 0.5)",
+    )
+    parser.add_argument(
+        "--rate-seconds", type=float, default=4.0, help="length of a fixed-rate run (default 4)"
     )
     parser.add_argument(
         "--time-budget",
@@ -747,6 +778,33 @@ def bench(
         for name, reference in REFERENCES.items()
     }
 
+    # -- fixed rate, below saturation --------------------------------------------
+    rated: dict[int, dict[str, Measure]] = {}
+    rates: dict[int, float] = {}
+    for c in concurrencies:
+        rate = max(100.0, round(args.rate_share * results[c]["pgbench -j 1"].throughput, -2))
+        rates[c] = rate
+        per_client = max(1, int(rate * args.rate_seconds) // c)
+        total = per_client * c
+        rate_tools: list[tuple[str, Callable[[str], Measure]]] = [
+            ("pgbench -j 1", partial(b.pgbench, c, per_client, threads=1, rate=rate)),
+            (HEADLINE, partial(b.pg_load, HEADLINE, total, c, rate=rate)),
+        ]
+        rate_runs: dict[str, list[Measure]] = {name: [] for name, _ in rate_tools}
+        print(
+            f"\nfixed rate {rate:g}/s ({args.rate_share:.0%} of pgbench's closed-loop throughput), "
+            f"Poisson arrivals, {c} clients, {total} transactions per run"
+        )
+        for rnd in range(1, args.repeats + 1):
+            for n, (name, run) in enumerate(rate_tools):
+                rate_runs[name].append(run(f"rate-c{c}-r{rnd}-t{n}"))
+                print(f"  round {rnd} {name:<16} {fmt(rate_runs[name][-1])}", flush=True)
+        rated[c] = {name: median_of(rate_runs[name]) for name, _ in rate_tools}
+    rate_agrees = all(
+        abs(by[HEADLINE].p95_ms / by["pgbench -j 1"].p95_ms - 1) <= TARGET_P95_RATIO
+        for by in rated.values()
+    )
+
     # -- runner overhead --------------------------------------------------------
     overhead: dict[int, dict[str, Measure]] = {}
     best: dict[int, dict[str, float]] = {}  # best-of throughput: noise only ever slows a run
@@ -812,6 +870,19 @@ def bench(
             f"{name} vs {REFERENCES[name]} {'OK' if ok else 'MISSED'}"
             for name, ok in agrees.items()
         )
+    )
+    print()
+    print(
+        f"Fixed rate below saturation, Poisson arrivals, medians of {args.repeats} interleaved runs"
+    )
+    for c, by_tool in rated.items():
+        theirs = by_tool["pgbench -j 1"]
+        for name, m in by_tool.items():
+            shown = "" if m is theirs else f"  p95 / pgbench {m.p95_ms / theirs.p95_ms:.2f}"
+            print(f"  C={c:<3} {rates[c]:>6g}/s {name:<13} {fmt(m)}{shown}")
+    print(
+        f"target at a fixed rate: p95 within {TARGET_P95_RATIO:.0%} of pgbench -j 1 --rate at "
+        f"every concurrency: {'OK' if rate_agrees else 'MISSED'}"
     )
     print()
     print(

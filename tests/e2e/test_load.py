@@ -40,13 +40,22 @@ def test_passing_load_budget_and_result_figures(project) -> None:
     def test_fixed_rate(pg_load):
         result = pg_load("SELECT n FROM counters WHERE id = %s", params=(1,),
                          operations=200, concurrency=4, rate=400)
-        assert result.mode == "rate"
+        assert result.mode == "rate" and result.arrivals == "uniform"
         assert 0.4 < result.duration_s < 5  # 200 operations at 400/s take about half a second
         # latency counts from the intended start, so it is never below the service time
         assert result.latency.p95_ms >= result.service.p50_ms
+
+    def test_poisson_arrivals(pg_load):
+        def bump(conn, i):
+            conn.execute("UPDATE counters SET n = n + 1 WHERE id = 7")
+        for work in ("SELECT n FROM counters WHERE id = 1", bump):
+            result = pg_load(work, operations=300, concurrency=4, rate=600, arrivals="poisson")
+            assert result.arrivals == "poisson" and "Poisson arrivals" in result.describe()
+            assert 0.2 < result.duration_s < 5  # about half a second, give or take the draws
+            assert result.operations == 300 and result.errors == 0
     """
     pytester, result = run(project, tests, "--pgbudget-json=report.json")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     report = json.loads((pytester.path / "report.json").read_text())
     load = next(t for t in report["tests"] if t["nodeid"].endswith("test_updates"))["load"]
     assert load[0]["operations"] == 2000 and load[0]["peak_connections"] == 8
@@ -200,6 +209,12 @@ def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
         with pytest.raises(LoadError, match=r"the load's work raised ValueError: bad input \\(1 of 2 workers stopped\\)"):
             pg_load(work, operations=100, concurrency=2)
 
+    def test_bad_arrivals(pg_load):
+        with pytest.raises(LoadError, match="arrivals must be 'uniform' or 'poisson'; got 'burst'"):
+            pg_load("SELECT 1", operations=10, rate=10, arrivals="burst")
+        with pytest.raises(LoadError, match="arrivals='poisson' spaces a fixed-rate load: give a rate"):
+            pg_load("SELECT 1", operations=10, arrivals="poisson")
+
     def test_p95_from_too_few_operations(pg_load):
         result = pg_load("SELECT 1", operations=10, concurrency=2)
         assert "only 10 samples: p95 and p99 are the maximum" in result.describe()
@@ -207,7 +222,7 @@ def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
             result.assert_budget(p95_ms=100)
     """
     _, result = run(project, tests)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 def test_verbose_shows_progress(project) -> None:

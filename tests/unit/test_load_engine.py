@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import itertools
 
 import pytest
 
 from pytest_pgbudget import LoadError
-from pytest_pgbudget.load.engine import Statement, binder, compile_work
+from pytest_pgbudget.load.engine import Arrivals, Statement, binder, compile_work
 
 
 @pytest.mark.parametrize(
@@ -120,3 +121,22 @@ def test_params_that_do_not_fit_are_clear_errors(
 def test_no_params_needed() -> None:
     bind = binder(compile_work(["BEGIN", "SELECT 1", "COMMIT"]), None, None)
     assert bind(0) == [None, None, None]
+
+
+def test_uniform_arrivals_are_evenly_spaced() -> None:
+    offset = Arrivals(400.0).offsets(5)
+    assert [offset(i) for i in range(5)] == [0, 2_500_000, 5_000_000, 7_500_000, 10_000_000]
+
+
+def test_poisson_arrivals_keep_the_mean_rate_and_agree_across_processes() -> None:
+    n = 20_000
+    offset = Arrivals(1000.0, "poisson", seed=7).offsets(n)
+    starts = [offset(i) for i in range(n)]
+    assert starts[0] == 0 and all(a <= b for a, b in itertools.pairwise(starts))
+    mean_gap_ms = starts[-1] / (n - 1) / 1e6
+    assert 0.97 < mean_gap_ms < 1.03  # 1/rate
+    gaps = sorted(b - a for a, b in itertools.pairwise(starts))
+    # exponential gaps: the median is ln 2 of the mean, unlike evenly spaced ones
+    assert 0.65 < gaps[len(gaps) // 2] / 1e6 / mean_gap_ms < 0.74
+    again = Arrivals(1000.0, "poisson", seed=7).offsets(n)
+    assert [again(i) for i in range(0, n, 997)] == starts[::997]  # same seed, same schedule

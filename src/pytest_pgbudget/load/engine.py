@@ -21,6 +21,7 @@ import contextlib
 import gc
 import heapq
 import operator
+import random
 import re
 import select
 import time
@@ -110,6 +111,36 @@ def compile_work(work: str | Sequence[str]) -> tuple[Statement, ...]:
 
 
 Params = Sequence[Any] | Mapping[str, Any] | Callable[[int], Any] | None
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """When each operation of a fixed-rate load is meant to start.
+
+    ``uniform``: operation ``i`` at ``i / rate`` seconds after the start, evenly
+    spaced. ``poisson``: a Poisson process of that mean rate (exponential gaps,
+    drawn from ``seed``, so every process of a run agrees), as ``pgbench
+    --rate`` schedules its transactions.
+    """
+
+    rate: float
+    kind: str = "uniform"
+    seed: int = 0
+
+    KINDS = ("uniform", "poisson")
+
+    def offsets(self, operations: int) -> Callable[[int], int]:
+        """Operation number -> nanoseconds after the start."""
+        if self.kind == "uniform":
+            interval = 1e9 / self.rate
+            return lambda i: int(i * interval)
+        draw = random.Random(self.seed).expovariate
+        starts = array("q", bytes(8 * operations))
+        t = 0.0
+        for i in range(operations):
+            starts[i] = int(t)
+            t += draw(self.rate) * 1e9
+        return starts.__getitem__
 
 
 Dumped = Sequence[bytes | bytearray | memoryview | None]
@@ -274,11 +305,21 @@ class _Slot:
 
 
 class _Poller:
-    """``epoll`` where there is one (Linux), else ``poll``: ``poll(seconds or None)``."""
+    """``epoll`` where there is one (Linux), else ``poll``: ``poll(seconds or None)``.
+
+    Both count their timeout in whole milliseconds, rounded up, which would
+    start a fixed-rate operation up to 1 ms late (and count that as latency).
+    ``precise(seconds)`` waits with ``select``, to the microsecond, when every
+    socket fits in its ``FD_SETSIZE``; pgbench waits with ``ppoll`` for the same
+    reason.
+    """
+
+    _FD_SETSIZE = 1024
 
     def __init__(self) -> None:
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._poll = select.poll()
+        self._fds: list[int] = []
         self.poll: Callable[[float | None], list[tuple[int, int]]] = (
             self._epoll.poll if self._epoll is not None else self._poll_seconds
         )
@@ -286,13 +327,22 @@ class _Poller:
     def _poll_seconds(self, timeout: float | None) -> list[tuple[int, int]]:
         return self._poll.poll(None if timeout is None else timeout * 1000)
 
+    def precise(self, timeout: float) -> list[tuple[int, int]]:
+        if not self._fds or max(self._fds) >= self._FD_SETSIZE:
+            return self.poll(timeout)
+        readable, _, _ = select.select(self._fds, (), (), timeout)
+        return [(fd, 1) for fd in readable]
+
     def register(self, fd: int) -> None:
+        self._fds.append(fd)
         if self._epoll is not None:
             self._epoll.register(fd, select.EPOLLIN)
         else:
             self._poll.register(fd, select.POLLIN)
 
     def unregister(self, fd: int) -> None:
+        with contextlib.suppress(ValueError):
+            self._fds.remove(fd)
         # libpq closes the socket of a lost connection, and a closed socket has left epoll
         with contextlib.suppress(OSError, KeyError):
             (self._epoll or self._poll).unregister(fd)
@@ -368,7 +418,7 @@ def drive_many(
     next_index: Callable[[], int],
     operations: int,
     start_ns: int,
-    interval_ns: int,
+    offset: Callable[[int], int] | None,
     latencies: array[int],
     service: array[int],
     failures: Counter[str],
@@ -379,8 +429,8 @@ def drive_many(
 
     The statements must be prepared on every connection (:func:`prepare`).
     Timing follows :func:`~pytest_pgbudget.load.runner.drive`: at a fixed rate
-    (``interval_ns``) operation ``i`` starts no earlier than
-    ``start_ns + i * interval_ns`` and its latency counts from then. A failed
+    (``offset``, from :meth:`Arrivals.offsets`) operation ``i`` starts no earlier
+    than ``start_ns + offset(i)`` and its latency counts from then. A failed
     statement ends its operation (rolled back if it left a transaction open)
     and is counted in ``failures`` by error class; a lost connection leaves
     the loop. ``progress(done)`` is called about once a second, and the
@@ -406,8 +456,8 @@ def drive_many(
             return
         slot.step, slot.failed = 0, ""
         slot.params = bind(i)
-        if interval_ns:
-            slot.intended = start_ns + i * interval_ns
+        if offset is not None:
+            slot.intended = start_ns + offset(i)
             if slot.intended > now:
                 heapq.heappush(waiting, (slot.intended, i, slot))
                 return
@@ -430,7 +480,7 @@ def drive_many(
     now = clock()
     for slot in slots:
         start(slot, now)
-    poll = poller.poll
+    poll, precise = poller.poll, poller.precise
     # The loop allocates a few objects per statement, none of them in cycles: the
     # cyclic collector would only add pauses to the latencies it measures.
     collecting = gc.isenabled()
@@ -438,13 +488,15 @@ def drive_many(
     try:
         while by_fd:
             timeout = None
+            scheduled = False  # waiting for an operation's intended start: to the microsecond
             if waiting or (watcher is not None and watcher.due):
+                start_at = waiting[0][0] if waiting else 1 << 62
                 wake = min(
-                    waiting[0][0] if waiting else 1 << 62,
-                    watcher.due if watcher is not None and watcher.due else 1 << 62,
+                    start_at, watcher.due if watcher is not None and watcher.due else 1 << 62
                 )
                 timeout = max(0.0, (wake - clock()) / 1e9)
-            for fd, _ in poll(timeout):
+                scheduled = wake == start_at and timeout > 0
+            for fd, _ in precise(timeout) if scheduled and timeout else poll(timeout):
                 slot = by_fd.get(fd)  # type: ignore[assignment]
                 if slot is None:  # the watcher's, or a slot retired in this round
                     if watcher is not None and fd == watcher.fd and not watcher.readable(clock()):

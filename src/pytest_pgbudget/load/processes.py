@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from .engine import binder, compile_work, drive_many
+from .engine import Arrivals, binder, compile_work, drive_many
 from .runner import connect_for_load, drive
 
 _context: Any = None
@@ -49,7 +49,7 @@ def _child(
     payload: bytes,
     connections: int,
     operations: int,
-    interval_ns: int,
+    arrivals: Arrivals | None,
     counter: Synchronized[int],
     t0: Synchronized[int],
     ready: Any,
@@ -64,6 +64,7 @@ def _child(
     try:
         work, params = pickle.loads(payload)
         statements = () if callable(work) else compile_work(work)
+        offset = arrivals.offsets(operations) if arrivals else None
         conns.extend(connect_for_load(dsn, statements) for _ in range(connections))
         ready.release()
         go.wait()
@@ -81,7 +82,7 @@ def _child(
                 next_index,
                 operations,
                 t0.value,
-                interval_ns,
+                offset,
                 latencies,
                 service,
                 failures,
@@ -94,7 +95,7 @@ def _child(
                 next_index,
                 operations,
                 t0.value,
-                interval_ns,
+                offset,
                 latencies,
                 service,
                 failures,
@@ -116,7 +117,7 @@ def execute_in_processes(
     *,
     operations: int,
     concurrency: int,
-    rate: float | None,
+    arrivals: Arrivals | None,
     start_timeout: float,
 ) -> tuple[array[int], array[int], Counter[str], list[str], float]:
     """Run the load; return latencies, service times, failures, crashes and elapsed seconds."""
@@ -132,7 +133,6 @@ def execute_in_processes(
     t0 = mp.Value("q", 0, lock=False)
     ready = mp.Semaphore(0)
     go = mp.Event()
-    interval_ns = int(1e9 / rate) if rate else 0
     pipes = []
     children = []
     # A callable: a process per connection. SQL: an event loop per CPU, sharing the connections.
@@ -142,7 +142,7 @@ def execute_in_processes(
         receive, send = mp.Pipe(duplex=False)
         child = mp.Process(
             target=_child,
-            args=(dsn, payload, share, operations, interval_ns, counter, t0, ready, go, send),
+            args=(dsn, payload, share, operations, arrivals, counter, t0, ready, go, send),
             daemon=True,
         )
         child.start()

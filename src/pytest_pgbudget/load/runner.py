@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import random
 import threading
 import time
 from array import array
@@ -43,8 +44,8 @@ import psycopg
 from psycopg import errors
 
 from ..errors import LoadError as LoadError
+from .engine import Arrivals, Statement, Watcher, binder, compile_work, drive_many, prepare
 from .engine import Params as Params
-from .engine import Statement, Watcher, binder, compile_work, drive_many, prepare
 from .watch import LOAD_APPLICATION as LOAD_APPLICATION
 from .watch import ObservedWait as ObservedWait
 from .watch import Sampler
@@ -117,6 +118,7 @@ class LoadResult:
     lock_waits: tuple[ObservedWait, ...]
     peak_connections: int
     label: str = ""
+    arrivals: str = ""  # of a fixed-rate load: "uniform" or "poisson"
 
     @property
     def max_lock_wait_ms(self) -> float:
@@ -127,7 +129,11 @@ class LoadResult:
         return max(self.lock_waits, key=lambda w: w.waited_ms, default=None)
 
     def describe(self) -> str:
-        mode = f"fixed rate {self.rate:g}/s" if self.mode == "rate" else "closed loop"
+        mode = "closed loop"
+        if self.mode == "rate":
+            mode = f"fixed rate {self.rate:g}/s" + (
+                ", Poisson arrivals" if self.arrivals == "poisson" else ""
+            )
         lines = [
             f"{self.label or 'load'}: {self.operations} operations, {self.concurrency} connections, "
             f"{mode}, {self.duration_s:.2f} s, {self.throughput:.0f} ops/s",
@@ -233,6 +239,7 @@ class LoadResult:
             "concurrency": self.concurrency,
             "mode": self.mode,
             "rate": self.rate,
+            "arrivals": self.arrivals or None,
             "duration_s": round(self.duration_s, 4),
             "throughput": round(self.throughput, 2),
             "latency": {
@@ -254,20 +261,22 @@ def drive(
     next_index: Callable[[], int],
     operations: int,
     start_ns: int,
-    interval_ns: int,
+    offset: Callable[[int], int] | None,
     latencies: array[int],
     service: array[int],
     failures: Counter[str],
 ) -> None:
     """The measuring loop of one connection, in a thread or a process of its own.
 
-    Runs operations until none is left. At a fixed rate (``interval_ns``),
-    operation ``i`` waits for its intended start and its latency counts from
-    there; service time counts from when it really began.
+    Runs operations until none is left. At a fixed rate (``offset``: operation
+    number -> nanoseconds after ``start_ns``), operation ``i`` waits for its
+    intended start and its latency counts from there; service time counts
+    from when it really began.
     """
+    intended = 0
     while (i := next_index()) < operations:
-        intended = start_ns + i * interval_ns
-        if interval_ns:
+        if offset is not None:
+            intended = start_ns + offset(i)
             delay = intended - time.monotonic_ns()
             if delay > 0:
                 time.sleep(delay / 1e9)
@@ -280,7 +289,7 @@ def drive(
                 return
         ended = time.monotonic_ns()
         service.append(ended - began)
-        latencies.append(ended - (intended if interval_ns else began))
+        latencies.append(ended - (began if offset is None else intended))
 
 
 def _available_connections(conn: psycopg.Connection[Any]) -> tuple[int, str]:
@@ -303,6 +312,7 @@ def run_load(
     concurrency: int,
     params: Params = None,
     rate: float | None = None,
+    arrivals: str = "uniform",
     label: str = "",
     sample_interval: float = 0.02,
     progress: Callable[[int, int, float], None] | None = None,
@@ -311,7 +321,9 @@ def run_load(
     """Run the load; see the module docstring.
 
     ``processes=True`` gives every connection its own process instead of a
-    thread (see :mod:`pytest_pgbudget.load.processes`).
+    thread (see :mod:`pytest_pgbudget.load.processes`). ``arrivals`` spaces a
+    fixed-rate load evenly (``"uniform"``) or as a Poisson process
+    (``"poisson"``, like ``pgbench --rate``).
     """
     if operations < 1 or concurrency < 1:
         raise LoadError(
@@ -319,6 +331,11 @@ def run_load(
         )
     if rate is not None and rate <= 0:
         raise LoadError(f"rate must be positive (operations per second); got {rate!r}")
+    if arrivals not in Arrivals.KINDS:
+        raise LoadError(f"arrivals must be 'uniform' or 'poisson'; got {arrivals!r}")
+    if arrivals != "uniform" and rate is None:
+        raise LoadError(f"arrivals={arrivals!r} spaces a fixed-rate load: give a rate as well")
+    schedule = Arrivals(rate, arrivals, random.randrange(1 << 32)) if rate else None
     statements = None if callable(work) else compile_work(work)
 
     with psycopg.connect(dsn, autocommit=True, application_name="pytest-pgbudget") as admin:
@@ -333,7 +350,7 @@ def run_load(
 
     if processes:
         return _run_in_processes(
-            dsn, work, params, operations, concurrency, rate, label, sample_interval, version
+            dsn, work, params, operations, concurrency, schedule, label, sample_interval, version
         )
     if statements is not None:
         return _run_statements(
@@ -342,7 +359,7 @@ def run_load(
             params,
             operations,
             concurrency,
-            rate,
+            schedule,
             label,
             sample_interval,
             version,
@@ -350,7 +367,7 @@ def run_load(
         )
     assert callable(work)
     return _run_threads(
-        dsn, work, operations, concurrency, rate, label, sample_interval, version, progress
+        dsn, work, operations, concurrency, schedule, label, sample_interval, version, progress
     )
 
 
@@ -359,7 +376,7 @@ def _run_threads(
     work: Callable[[psycopg.Connection[Any], int], object],
     operations: int,
     concurrency: int,
-    rate: float | None,
+    arrivals: Arrivals | None,
     label: str,
     sample_interval: float,
     version: int,
@@ -387,7 +404,7 @@ def _run_threads(
     counter = itertools.count()
     lock = threading.Lock()
     t0 = 0
-    interval_ns = int(1e9 / rate) if rate else 0
+    offset = arrivals.offsets(operations) if arrivals else None
 
     progress_arrays: list[array[int]] = []
 
@@ -407,7 +424,7 @@ def _run_threads(
                     lambda: next(counter),
                     operations,
                     t0,
-                    interval_ns,
+                    offset,
                     mine_latency,
                     mine_service,
                     mine_failures,
@@ -453,7 +470,7 @@ def _run_threads(
             f"the load's work raised {type(first).__name__}: {first} "
             f"({len(crashes)} of {concurrency} workers stopped)"
         ) from first
-    return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
+    return _result(latencies, service, failures, concurrency, arrivals, elapsed, sampler, label)
 
 
 def connect_for_load(dsn: str, statements: Sequence[Statement]) -> psycopg.Connection[Any]:
@@ -474,7 +491,7 @@ def _run_statements(
     params: Params,
     operations: int,
     concurrency: int,
-    rate: float | None,
+    arrivals: Arrivals | None,
     label: str,
     sample_interval: float,
     version: int,
@@ -516,7 +533,7 @@ def _run_statements(
             itertools.count().__next__,
             operations,
             t0,
-            int(1e9 / rate) if rate else 0,
+            arrivals.offsets(operations) if arrivals else None,
             latencies,
             service,
             failures,
@@ -528,7 +545,7 @@ def _run_statements(
     finally:
         for conn in conns:
             conn.close()
-    return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
+    return _result(latencies, service, failures, concurrency, arrivals, elapsed, sampler, label)
 
 
 def _run_in_processes(
@@ -537,7 +554,7 @@ def _run_in_processes(
     params: Params,
     operations: int,
     concurrency: int,
-    rate: float | None,
+    arrivals: Arrivals | None,
     label: str,
     sample_interval: float,
     version: int,
@@ -553,7 +570,7 @@ def _run_in_processes(
             params,
             operations=operations,
             concurrency=concurrency,
-            rate=rate,
+            arrivals=arrivals,
             start_timeout=_START_TIMEOUT,
         )
     finally:
@@ -563,7 +580,7 @@ def _run_in_processes(
         raise LoadError(
             f"the load's work failed in {len(crashes)} of {concurrency} processes: {crashes[0]}"
         )
-    return _result(latencies, service, failures, concurrency, rate, elapsed, sampler, label)
+    return _result(latencies, service, failures, concurrency, arrivals, elapsed, sampler, label)
 
 
 def _result(
@@ -571,7 +588,7 @@ def _result(
     service: Sequence[int],
     failures: Counter[str],
     concurrency: int,
-    rate: float | None,
+    arrivals: Arrivals | None,
     elapsed: float,
     sampler: Sampler,
     label: str,
@@ -585,8 +602,9 @@ def _result(
     return LoadResult(
         operations=completed,
         concurrency=concurrency,
-        mode="rate" if rate else "closed",
-        rate=rate,
+        mode="rate" if arrivals else "closed",
+        rate=arrivals.rate if arrivals else None,
+        arrivals=arrivals.kind if arrivals else "",
         duration_s=elapsed,
         throughput=completed / elapsed if elapsed > 0 else 0.0,
         latency=Latency.of(latencies),
