@@ -5,10 +5,12 @@ operation) needs no Python per connection. Like ``pgbench``, one event loop
 owns all the connections: it sends a statement on each (server-side prepared,
 parameters as text), waits on their sockets with ``epoll``/``select``, and
 sends the next statement on whichever connection has its result. Per
-statement that is a handful of libpq calls, about the client CPU of pgbench
-itself, so on a machine with few cores the load generator does not take the
-server's CPU and distort what it measures. A Python callable needs a thread
-(or a process) per connection; that is :func:`pytest_pgbudget.load.runner.drive`.
+statement that is a handful of libpq calls: on the TPC-B transaction the
+client needs about 1.5x pgbench's CPU, where psycopg calls from Python need
+7-12x (``benchmarks/README.md``). On a machine with few cores the client's CPU
+is taken from the server it measures, so this matters. A Python callable
+needs a thread (or a process) per connection; that is
+:func:`pytest_pgbudget.load.runner.drive`.
 
 Placeholders follow psycopg: ``%s`` (positional) or ``%(name)s`` (named),
 ``%%`` for a literal ``%``. A script's statements take named parameters from
@@ -29,7 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import errors, pq
@@ -127,7 +129,7 @@ class Arrivals:
     kind: str = "uniform"
     seed: int = 0
 
-    KINDS = ("uniform", "poisson")
+    KINDS: ClassVar[tuple[str, ...]] = ("uniform", "poisson")
 
     def offsets(self, operations: int) -> Callable[[int], int]:
         """Operation number -> nanoseconds after the start."""
