@@ -11,6 +11,14 @@ import pytest
 
 from pytest_pgbudget.server.binaries import find_embedded, find_local
 
+# Imported here, before any test runs: pytester restores sys.modules after each
+# test, and a docker (requests) imported inside one test and dropped after it
+# breaks the next import ("You can only merge into CookieJar").
+try:
+    import docker
+except ImportError:  # the container extra is not installed
+    docker = None
+
 #: Backends that start a server on this machine, for parametrized end-to-end tests.
 LOCAL_BACKENDS = [
     pytest.param(
@@ -25,9 +33,7 @@ LOCAL_BACKENDS = [
 def docker_available() -> bool:
     if not os.environ.get("DOCKER_HOST") and not shutil.which("docker"):
         return False
-    try:
-        import docker
-    except ImportError:
+    if docker is None:
         return False
     for _ in range(3):  # a busy engine can be slow to answer its first ping
         try:
