@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pytest_pgbudget.load.runner import Latency, LoadResult, ObservedWait
 from pytest_pgbudget.plans import analyze_plan, iter_nodes, plan_root
 from pytest_pgbudget.report.html import render_html
 
@@ -76,6 +77,51 @@ def latency(statements: list[dict[str, Any]]) -> dict[str, Any]:
         "max_ms": durations[-1],
         "total_ms": round(sum(durations), 3),
     }
+
+
+def load_runs() -> list[dict[str, Any]]:
+    """Two ``pg_load`` results as the JSON report holds them (``LoadResult.as_dict``)."""
+    samples = [200_000 + 1_000 * i for i in range(400)]  # 0.2 .. 0.6 ms
+    rated = LoadResult(
+        operations=400,
+        concurrency=8,
+        mode="rate",
+        rate=400.0,
+        duration_s=1.0,
+        throughput=399.6,
+        latency=Latency.of(samples),
+        service=Latency.of(samples),
+        errors=3,
+        error_types={"UniqueViolation": 3},
+        deadlocks=0,
+        lock_waits=(
+            ObservedWait(
+                23.5,
+                "UPDATE counters SET n = n + 1 WHERE id = 1",
+                "pid 7 (idle in transaction): UPDATE counters SET n = 0 /* <nightly> */",
+            ),
+        ),
+        peak_connections=8,
+        label="counter updates <hot>",
+        arrivals="poisson",
+    )
+    closed = LoadResult(
+        operations=1000,
+        concurrency=4,
+        mode="closed",
+        rate=None,
+        duration_s=0.5,
+        throughput=2000.0,
+        latency=Latency.of(samples),
+        service=Latency.of(samples),
+        errors=0,
+        error_types={},
+        deadlocks=0,
+        lock_waits=(),
+        peak_connections=4,
+        label="reads",
+    )
+    return [rated.as_dict(), closed.as_dict()]
 
 
 def build_report() -> dict[str, Any]:
@@ -170,6 +216,7 @@ def build_report() -> dict[str, Any]:
             "latency": latency(writes),
             "violations": [],
             "baseline": None,
+            "load": load_runs(),
         },
         {
             "nodeid": "tests/test_skip.py::test_skipped",
@@ -485,3 +532,17 @@ def test_plan_trees_are_rationed_on_huge_reports(report: dict[str, Any]) -> None
     assert _tree_nodes(html, "t1s2")  # baseline change
     assert not _tree_nodes(html, "t2s1")  # a cheap primary key lookup
     assert render_html(report, max_plans=None) == render_html(report)  # under the default
+
+
+def test_load_runs_are_shown(page_html: str, page: Page) -> None:
+    section = page_html.split('<section class="load">', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>", 1)[1])
+    assert len(rows) == 2  # one per run; the blocker has a row of its own
+    rated, closed = (re.sub(r"<[^>]+>", " ", row) for row in rows)
+    assert "counter updates &lt;hot&gt;" in rated and "<hot>" not in section
+    assert "400/s, Poisson" in rated and "UniqueViolation 3" in rated and "(peak 8)" in rated
+    assert " 0.399 " in rated and " 0.579 " in rated  # p50 and p95 (nearest rank) of 0.2-0.6 ms
+    assert "closed loop" in closed and "2,000" in closed
+    assert "longest lock wait blocked by:" in section
+    assert "/* &lt;nightly&gt; */" in section
+    assert "2 load runs" in page_html

@@ -179,6 +179,7 @@ class _TestView:
         self.outcome = str(test.get("outcome") or "unknown")
         self.statements = [s for s in _list(test.get("statements")) if isinstance(s, Mapping)]
         self.violations = [v for v in _list(test.get("violations")) if isinstance(v, Mapping)]
+        self.loads = [run for run in _list(test.get("load")) if isinstance(run, Mapping)]
         self.budget = _mapping(test.get("budget"))
         self.latency = _mapping(test.get("latency"))
         baseline = test.get("baseline")
@@ -608,6 +609,8 @@ def _test_body(view: _TestView, open_: bool) -> str:
         summary_bits.append(
             f"{len(view.changes)} baseline change{'s' if len(view.changes) != 1 else ''}"
         )
+    if view.loads:
+        summary_bits.append(f"{len(view.loads)} load run{'s' if len(view.loads) != 1 else ''}")
     open_attr = " open" if open_ else ""
     return (
         f'<tbody id="{view.id}" class="test {view.level}{" open" if open_ else ""}" '
@@ -634,6 +637,8 @@ def _test_details(view: _TestView) -> str:
         )
     if view.baseline is not None:
         parts.append(_baseline_section(view))
+    if view.loads:
+        parts.append(_load_section(view.loads))
     if view.statements:
         marks = [
             (f"p{p}", value)
@@ -665,6 +670,72 @@ def _test_details(view: _TestView) -> str:
     else:
         parts.append('<p class="muted">No SQL statements were captured in this test.</p>')
     return "".join(parts)
+
+
+_LOAD_COLUMNS: Final = (
+    "run",
+    "operations",
+    "connections",
+    "arrivals",
+    "ops/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "errors",
+    "max lock wait ms",
+)
+
+
+def _load_section(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The test's ``pg_load`` runs: one row each, with the worst lock wait's blocker."""
+    head = "".join(
+        f'<th class="{"" if i == 0 else "num"}">{_e(name)}</th>'
+        for i, name in enumerate(_LOAD_COLUMNS)
+    )
+    rows = []
+    for run in runs:
+        latency = _mapping(run.get("latency"))
+        rate = _num(run.get("rate"))
+        arrivals = "closed loop"
+        if run.get("mode") == "rate" and rate is not None:
+            arrivals = f"{rate:g}/s" + (", Poisson" if run.get("arrivals") == "poisson" else "")
+        errors = _int(run.get("errors"))
+        error_types = _mapping(run.get("error_types"))
+        errors_text = _count(errors) + (
+            f' <span class="muted">{_e(", ".join(f"{k} {v}" for k, v in error_types.items()))}</span>'
+            if errors
+            else ""
+        )
+        wait = _num(run.get("max_lock_wait_ms"))
+        throughput = _num(run.get("throughput"))
+        cells = [
+            f'<td class="name">{_e(run.get("label") or "load")}</td>',
+            f'<td class="num">{_count(run.get("operations"))}</td>',
+            f'<td class="num">{_count(run.get("concurrency"))}'
+            f' <span class="muted">(peak {_count(run.get("peak_connections"))})</span></td>',
+            f"<td>{_e(arrivals)}</td>",
+            f'<td class="num">{_count(None if throughput is None else round(throughput))}</td>',
+            *(
+                f'<td class="num">{_ms(latency.get(k))}</td>'
+                for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+            ),
+            f'<td class="num{" bad" if errors else ""}">{errors_text}</td>',
+            f'<td class="num">{_ms(wait)}</td>',
+        ]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+        blocker = run.get("blocking_statement")
+        if blocker and wait:
+            rows.append(
+                f'<tr class="blocker"><td colspan="{len(_LOAD_COLUMNS)}">'
+                f'<span class="muted">longest lock wait blocked by:</span>'
+                f'<pre class="sql">{_e(blocker)}</pre></td></tr>'
+            )
+    return (
+        '<section class="load"><h3>Load</h3>'
+        f'<table class="load-runs"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
 
 
 def _value_text(value: object) -> str:
@@ -1043,6 +1114,11 @@ figure{margin:0}figcaption{font-size:12px;color:var(--muted);text-align:center}
 table.latency{border-collapse:collapse;font-size:13px}
 table.latency th{text-align:left;padding:2px 12px 2px 0;color:var(--muted);font-weight:500}
 table.latency td{text-align:right;font-variant-numeric:tabular-nums}
+table.load-runs{border-collapse:collapse;font-size:13px;margin:4px 0 10px}
+table.load-runs th{text-align:left;padding:3px 8px;color:var(--muted);font-weight:500;border-bottom:1px solid var(--border)}
+table.load-runs th.num{text-align:right}
+table.load-runs td{padding:3px 8px;border-bottom:1px solid var(--border);vertical-align:top}
+table.load-runs tr.blocker pre.sql{margin:2px 0 0}
 .tests{margin-top:18px}
 .toolbar{display:flex;gap:10px;align-items:center;margin:0 0 8px;flex-wrap:wrap}
 .toolbar input[type=search]{padding:4px 8px;min-width:260px;border:1px solid var(--border);border-radius:6px;
