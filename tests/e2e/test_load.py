@@ -58,8 +58,13 @@ def test_passing_load_budget_and_result_figures(project) -> None:
             assert 0.2 < result.duration_s < 5  # about half a second, give or take the draws
             assert result.operations == 300 and result.errors == 0
     """
-    pytester, result = run(project, tests, "--pgbudget-json=report.json")
+    pytester, result = run(
+        project, tests, "--pgbudget-json=report.json", "--pgbudget-html=report.html"
+    )
     result.assert_outcomes(passed=3)
+    html = (pytester.path / "report.html").read_text()
+    assert html.count('<section class="load">') == 3  # one per test that ran a load
+    assert "UPDATE counters SET n = n + 1 WHERE id = %s" in html and "Poisson" in html
     report = json.loads((pytester.path / "report.json").read_text())
     load = next(t for t in report["tests"] if t["nodeid"].endswith("test_updates"))["load"]
     assert load[0]["operations"] == 2000 and load[0]["peak_connections"] == 8
