@@ -302,7 +302,9 @@ def render_calibration() -> str:
         + "\n\n"
         + f"The reference median is `REFERENCE_MS = {enforce.REFERENCE_MS:g}` ms for the "
         "workload `SELECT sum(g) FROM generate_series(1, 200000) g`, run 5 times on the "
-        "first use of a latency keyword in the session (per pytest-xdist worker). "
+        "first use of a latency keyword in the session (per pytest-xdist worker), and "
+        "again when a marker's latency ceiling breaks: if the machine has got slower "
+        "since, the ceiling is scaled by the new factor before the test is failed. "
         "Budgets in a `pgbudget.budget(...)` block are not scaled."
     )
 

@@ -439,3 +439,36 @@ def test_budget_without_capture_fails_clearly(project, pg_server) -> None:
             ).fetchall():
                 admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             admin.execute("DROP ROLE plain_user")
+
+
+def test_a_runner_that_got_busier_is_measured_again_before_a_timing_fails(project) -> None:
+    # The session calibrates once, before its first timed test. Lowering the reference
+    # afterwards makes this machine look far slower from then on, as a runner that
+    # other jobs crowd in on midway: a re-measure when a ceiling breaks then scales it.
+    tests = """\
+    from pytest_pgbudget import pgbudget
+    from pytest_pgbudget.budgets import enforce
+
+    @pgbudget(max_ms=10_000)
+    def test_1_calibrates(pg_conn):
+        pg_conn.execute("SELECT 1").fetchall()
+
+    @pgbudget(max_ms=2)
+    def test_2_slower_than_its_ceiling(pg_conn):
+        enforce.REFERENCE_MS = 20.0 / 1000  # every run now looks a thousand times slow
+        pg_conn.execute("SELECT pg_sleep(0.02)").fetchall()
+
+    @pgbudget(max_ms=2, max_queries=0)
+    def test_3_a_count_is_never_rescued(pg_conn):
+        pg_conn.execute("SELECT pg_sleep(0.02)").fetchall()
+    """
+    result = run(project, tests)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_3_a_count_is_never_rescued*",
+            "Expected to perform 0 queries or less but 1 were done",
+        ]
+    )
+    # test 2 slept 20 ms under a 2 ms ceiling: only the re-measured scale let it pass
+    assert "budget max_ms" not in result.stdout.str()
