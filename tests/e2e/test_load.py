@@ -189,6 +189,20 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
         with pytest.raises(LoadError, match="'SELECT %s, %s' has 2 placeholder[(]s[)] but 1 parameter[(]s[)] were given"):
             pg_load("SELECT %s, %s", params=lambda i: (i,), operations=10, concurrency=2)
 
+    def test_lost_while_waiting_for_its_start(pg_load, pg_db):
+        # at a fixed rate a connection sits idle between operations: end one there
+        import threading
+        killer = pg_db.connect()
+        killer.autocommit = True
+        kill = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'pytest-pgbudget-load' AND state = 'idle' LIMIT 1")
+        threading.Timer(0.15, killer.execute, [kill]).start()
+        result = pg_load("SELECT 1", operations=60, concurrency=2, rate=100)
+        killer.close()
+        assert result.errors == 1, result.error_types
+        assert result.operations in (59, 60)  # the op it was waiting to start goes with it
+        assert 0 <= result.latency.p50_ms <= result.latency.max_ms < 1000
+
     def test_lost_connection_is_counted_and_the_rest_go_on(pg_load):
         result = pg_load(
             "SELECT CASE WHEN %s = 5 THEN pg_terminate_backend(pg_backend_pid()) END",
@@ -198,7 +212,7 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
         assert result.operations >= 99
     """
     _, result = run(project, tests)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:

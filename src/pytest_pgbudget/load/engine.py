@@ -293,7 +293,17 @@ def _error_name(result: pq.abc.PGresult, cache: dict[bytes, str]) -> str:
 class _Slot:
     """One connection's place in the loop."""
 
-    __slots__ = ("began", "failed", "fd", "intended", "params", "pgconn", "rolling_back", "step")
+    __slots__ = (
+        "began",
+        "failed",
+        "fd",
+        "in_flight",
+        "intended",
+        "params",
+        "pgconn",
+        "rolling_back",
+        "step",
+    )
 
     def __init__(self, pgconn: pq.abc.PGconn) -> None:
         self.pgconn = pgconn
@@ -304,6 +314,7 @@ class _Slot:
         self.began = 0
         self.failed = ""
         self.rolling_back = False
+        self.in_flight = False  # an operation is running; False while it waits for its start
 
 
 class _Poller:
@@ -465,7 +476,7 @@ def drive_many(
                 return
         else:
             slot.intended = now
-        slot.began = now
+        slot.began, slot.in_flight = now, True
         slot.pgconn.send_query_prepared(names[0], slot.params[0])
 
     def retire(slot: _Slot) -> None:
@@ -512,6 +523,11 @@ def drive_many(
                     failures[psycopg.OperationalError.__name__] += 1
                     retire(slot)
                     continue
+                if not slot.in_flight:  # waiting for its start: only the server's goodbye
+                    if pgconn.status == bad:
+                        failures[psycopg.OperationalError.__name__] += 1
+                        retire(slot)
+                    continue
                 while not pgconn.is_busy():
                     result = pgconn.get_result()
                     if result is not None:
@@ -531,6 +547,7 @@ def drive_many(
                         pgconn.send_query_prepared(names[step], slot.params[step])
                         break
                     now = clock()
+                    slot.in_flight = False
                     if slot.failed:
                         failures[slot.failed] += 1
                     service.append(now - slot.began)
@@ -545,8 +562,14 @@ def drive_many(
                 now = clock()
                 while waiting and waiting[0][0] <= now:
                     slot = heapq.heappop(waiting)[2]
-                    slot.began = now
-                    slot.pgconn.send_query_prepared(names[0], slot.params[0])
+                    if slot.fd not in by_fd:  # its connection was lost while it waited
+                        continue
+                    slot.began, slot.in_flight = now, True
+                    try:
+                        slot.pgconn.send_query_prepared(names[0], slot.params[0])
+                    except psycopg.OperationalError:
+                        failures[psycopg.OperationalError.__name__] += 1
+                        retire(slot)
             if watcher is not None and watcher.due and clock() >= watcher.due:
                 try:
                     watcher.begin()
