@@ -492,7 +492,11 @@ def drive_many(
         watcher.begin()
     now = clock()
     for slot in slots:
-        start(slot, now)
+        try:
+            start(slot, now)
+        except psycopg.OperationalError:
+            failures[psycopg.OperationalError.__name__] += 1
+            retire(slot)
     poll, precise = poller.poll, poller.precise
     # The loop allocates a few objects per statement, none of them in cycles: the
     # cyclic collector would only add pauses to the latencies it measures.
@@ -519,45 +523,43 @@ def drive_many(
                 pgconn = slot.pgconn
                 try:
                     pgconn.consume_input()
-                except psycopg.OperationalError:
+                    if not slot.in_flight:  # waiting for its start: only the server's goodbye
+                        if pgconn.status == bad:
+                            raise psycopg.OperationalError("the connection was closed")
+                        continue
+                    while not pgconn.is_busy():
+                        result = pgconn.get_result()
+                        if result is not None:
+                            if result.status not in _OK and not slot.failed:
+                                slot.failed = _error_name(result, error_names)
+                            continue
+                        # The statement is complete.
+                        if slot.rolling_back:
+                            slot.rolling_back = False
+                        elif slot.failed:
+                            if pgconn.transaction_status != idle and pgconn.status != bad:
+                                slot.rolling_back = True
+                                pgconn.send_query(_ROLLBACK)
+                                break
+                        elif (step := slot.step) < last:
+                            slot.step = step = step + 1
+                            pgconn.send_query_prepared(names[step], slot.params[step])
+                            break
+                        now = clock()
+                        slot.in_flight = False
+                        if slot.failed:
+                            failures[slot.failed] += 1
+                        service.append(now - slot.began)
+                        latencies.append(now - slot.intended)
+                        done += 1
+                        if pgconn.status == bad:
+                            retire(slot)
+                        else:
+                            start(slot, now)
+                        break
+                except psycopg.OperationalError:  # the connection is lost: the others go on
                     failures[psycopg.OperationalError.__name__] += 1
                     retire(slot)
-                    continue
-                if not slot.in_flight:  # waiting for its start: only the server's goodbye
-                    if pgconn.status == bad:
-                        failures[psycopg.OperationalError.__name__] += 1
-                        retire(slot)
-                    continue
-                while not pgconn.is_busy():
-                    result = pgconn.get_result()
-                    if result is not None:
-                        if result.status not in _OK and not slot.failed:
-                            slot.failed = _error_name(result, error_names)
-                        continue
-                    # The statement is complete.
-                    if slot.rolling_back:
-                        slot.rolling_back = False
-                    elif slot.failed:
-                        if pgconn.transaction_status != idle and pgconn.status != bad:
-                            slot.rolling_back = True
-                            pgconn.send_query(_ROLLBACK)
-                            break
-                    elif (step := slot.step) < last:
-                        slot.step = step = step + 1
-                        pgconn.send_query_prepared(names[step], slot.params[step])
-                        break
-                    now = clock()
-                    slot.in_flight = False
-                    if slot.failed:
-                        failures[slot.failed] += 1
-                    service.append(now - slot.began)
-                    latencies.append(now - slot.intended)
-                    done += 1
-                    if pgconn.status == bad:
-                        retire(slot)
-                    else:
-                        start(slot, now)
-                    break
             if waiting:
                 now = clock()
                 while waiting and waiting[0][0] <= now:
