@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq
 
 from .budgets.enforce import CaptureWindow
 from .capture.session import Capture
@@ -262,9 +263,13 @@ def pg_conn(db_fixture: str = "pg_db") -> Any:
             yield conn
         finally:
             if not conn.closed:
-                if not conn.broken:
+                if conn.info.transaction_status == pq.TransactionStatus.ACTIVE:
+                    # A statement still running: the test was interrupted mid-query (Ctrl-C).
+                    with contextlib.suppress(psycopg.Error):
+                        conn.cancel_safe(timeout=5)
+                elif not conn.broken:
                     conn.rollback()
                 db.closed_backends.add(conn.info.backend_pid)
-                conn.close()
+                conn.close()  # closing also ends any transaction still open
 
     return conn_fixture

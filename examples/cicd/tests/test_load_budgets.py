@@ -131,6 +131,9 @@ def test_state_transition_storm_on_hot_rows(pg_load, pg_conn):
         params=lambda i: (hot[i % 2],),
         operations=400,
         concurrency=20,
+        # Waits here last 5-60 ms: glance every 5 ms (instead of 20) so that the
+        # sampler sees them twice and reads their blocker from pg_locks.
+        sample_interval=0.005,
         label="transition storm on 2 hot rows",
     )
     print(result.describe())

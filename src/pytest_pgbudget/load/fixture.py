@@ -17,6 +17,14 @@ from .runner import LoadResult, ObservedWait, Params, Work, run_load
 load_results_key = pytest.StashKey[list[LoadResult]]()
 
 
+def _holders(wait: LockWait) -> str:
+    """The processes the server log names as holding the lock, if it names any."""
+    if not wait.holders:
+        return ""
+    pids = ", ".join(f"pid {pid}" for pid in wait.holders)
+    return f"{pids} (held the lock; too short a wait to sample)"
+
+
 def with_logged_waits(result: LoadResult, logged: list[LockWait]) -> LoadResult:
     """Add the server's ``log_lock_waits`` records to the sampled waits.
 
@@ -31,11 +39,14 @@ def with_logged_waits(result: LoadResult, logged: list[LockWait]) -> LoadResult:
             (i for i, w in enumerate(waits) if w.waiting_statement == wait.statement), None
         )
         if match is None:
-            holders = ", ".join(f"pid {pid}" for pid in wait.holders)
-            blocking = f"{holders} (held the lock; too short a wait to sample)" if holders else ""
-            waits.append(ObservedWait(wait.waited_ms, wait.statement, blocking, wait.lock))
-        elif waits[match].waited_ms < wait.waited_ms:
-            waits[match] = dataclasses.replace(waits[match], waited_ms=wait.waited_ms)
+            waits.append(ObservedWait(wait.waited_ms, wait.statement, _holders(wait), wait.lock))
+        else:
+            seen = waits[match]
+            if seen.waited_ms < wait.waited_ms:
+                seen = dataclasses.replace(seen, waited_ms=wait.waited_ms)
+            if not seen.blocking_statement and wait.holders:
+                seen = dataclasses.replace(seen, blocking_statement=_holders(wait))
+            waits[match] = seen
     return dataclasses.replace(result, lock_waits=tuple(sorted(waits, key=lambda w: -w.waited_ms)))
 
 

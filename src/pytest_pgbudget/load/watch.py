@@ -125,8 +125,9 @@ class Sampler:
         self.peak = max(self.peak, len(load_pids))
         blockers = {r[0]: list(r[6] or []) for r in rows}
         described = {r[0]: f"pid {r[0]} ({r[2]}): {r[3]}" for r in rows}
-        for pid, _app, _state, sql_text, waitstart, waited, _blocking, lock in rows:
-            if waitstart is None or pid not in load_pids:
+        for pid, _app, _state, sql_text, waitstart, waited, blocking_pids, lock in rows:
+            # No blocker left: the lock was just released, the waiter not yet woken.
+            if waitstart is None or pid not in load_pids or not blocking_pids:
                 continue
             waited = float(waited)
             blocking = "; ".join(
