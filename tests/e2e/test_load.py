@@ -191,13 +191,16 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
 
     def test_lost_while_waiting_for_its_start(pg_load, pg_db):
         # at a fixed rate a connection sits idle between operations: end one there
-        import threading
-        killer = pg_db.connect()
-        killer.autocommit = True
+        killer = pg_db.connect(autocommit=True)
         kill = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = 'pytest-pgbudget-load' AND state = 'idle' LIMIT 1")
-        threading.Timer(0.15, killer.execute, [kill]).start()
-        result = pg_load("SELECT 1", operations=60, concurrency=2, rate=100)
+
+        def params(i):
+            if i == 20:  # from inside the run, so that the load is surely under way
+                assert killer.execute(kill).fetchone() == (True,)
+            return ()
+
+        result = pg_load("SELECT 1", params=params, operations=60, concurrency=2, rate=100)
         killer.close()
         assert result.errors == 1, result.error_types
         assert result.operations in (59, 60)  # the op it was waiting to start goes with it
