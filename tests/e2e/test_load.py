@@ -120,7 +120,7 @@ def test_a_wait_too_short_to_sample_names_the_holder_from_the_server_log(project
         holder = pg_db.connect()
         pid = holder.execute("SELECT pg_backend_pid()").fetchone()[0]
         holder.execute("UPDATE counters SET n = 0 WHERE id = 3")
-        threading.Timer(0.15, holder.commit).start()
+        threading.Timer(0.5, holder.commit).start()  # outlasts a slow start of the load
         # one glance only: the sampler never sees the wait twice, the server log does
         result = pg_load("UPDATE counters SET n = n + 1 WHERE id = 3", operations=20,
                          concurrency=2, sample_interval=60)
