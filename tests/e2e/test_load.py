@@ -107,7 +107,7 @@ def test_lock_conflict_fails_naming_the_blocking_statement(project) -> None:
             "*_ test_assert_budget _*",
             "*AssertionError: load budget broken:",
             "*a lock wait of * ms: budget max_lock_wait_ms=10",
-            "*blocked by: pid * (idle in transaction): SELECT * FROM counters WHERE id = 2 FOR UPDATE",
+            "*blocked by: pid * (idle in transaction): SELECT * FROM counters WHERE id = 2 FOR UPDATE*",
         ]
     )
 
