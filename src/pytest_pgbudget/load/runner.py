@@ -338,62 +338,87 @@ def run_load(
     schedule = Arrivals(rate, arrivals, random.randrange(1 << 32)) if rate else None
     statements = None if callable(work) else compile_work(work)
 
-    with psycopg.connect(dsn, autocommit=True, application_name="pytest-pgbudget") as admin:
-        free, detail = _available_connections(admin)
-        version = admin.info.server_version
-    if concurrency + 1 > free:
-        raise LoadError(
-            f"asked for {concurrency} concurrent connections, but the server accepts only "
-            f"{max(0, free - 1)} more ({detail}; one more is kept for monitoring). Lower "
-            "concurrency or raise max_connections (pgbudget_settings = max_connections = 300)."
-        )
-
-    if processes:
-        return _run_in_processes(
-            dsn, work, params, operations, concurrency, schedule, label, sample_interval, version
-        )
-    if statements is not None:
-        return _run_statements(
-            dsn,
-            statements,
-            params,
-            operations,
-            concurrency,
-            schedule,
-            label,
-            sample_interval,
-            version,
-            progress,
-        )
-    assert callable(work)
-    return _run_threads(
-        dsn, work, operations, concurrency, schedule, label, sample_interval, version, progress
-    )
+    # The sampler's connection is the load's first: it checks there is room for the rest.
+    sampler = Sampler.open(dsn, sample_interval)
+    try:
+        free, detail = _available_connections(sampler.conn)
+        if concurrency > free:
+            raise LoadError(
+                f"asked for {concurrency} concurrent connections, but the server accepts only "
+                f"{max(0, free)} more ({detail}, one of them watching the load). Lower "
+                "concurrency or raise max_connections "
+                "(pgbudget_settings = max_connections = 300)."
+            )
+        run = _Run(dsn, operations, concurrency, schedule, label, progress, sampler)
+        if processes:
+            return _run_in_processes(run, work, params)
+        if statements is not None:
+            return _run_statements(run, statements, params)
+        assert callable(work)
+        return _run_threads(run, work)
+    finally:
+        sampler.conn.close()
 
 
-def _run_threads(
-    dsn: str,
-    work: Callable[[psycopg.Connection[Any], int], object],
-    operations: int,
-    concurrency: int,
-    arrivals: Arrivals | None,
-    label: str,
-    sample_interval: float,
-    version: int,
-    progress: Callable[[int, int, float], None] | None,
-) -> LoadResult:
+@dataclass(frozen=True)
+class _Run:
+    """What every way of running a load needs to know."""
+
+    dsn: str
+    operations: int
+    concurrency: int
+    arrivals: Arrivals | None
+    label: str
+    progress: Callable[[int, int, float], None] | None
+    sampler: Sampler
+
+    def offsets(self) -> Callable[[int], int] | None:
+        return self.arrivals.offsets(self.operations) if self.arrivals else None
+
+    def result(
+        self,
+        latencies: Sequence[int],
+        service: Sequence[int],
+        failures: Counter[str],
+        elapsed: float,
+    ) -> LoadResult:
+        sampler, arrivals = self.sampler, self.arrivals
+        if sampler.error is not None:
+            raise LoadError(
+                f"watching the load's connections failed: {sampler.error}"
+            ) from sampler.error
+        completed = len(latencies)
+        return LoadResult(
+            operations=completed,
+            concurrency=self.concurrency,
+            mode="rate" if arrivals else "closed",
+            rate=arrivals.rate if arrivals else None,
+            arrivals=arrivals.kind if arrivals else "",
+            duration_s=elapsed,
+            throughput=completed / elapsed if elapsed > 0 else 0.0,
+            latency=Latency.of(latencies),
+            service=Latency.of(service),
+            errors=sum(failures.values()),
+            error_types=dict(failures),
+            deadlocks=failures.get(errors.DeadlockDetected.__name__, 0),
+            lock_waits=tuple(sorted(sampler.waits.values(), key=lambda w: -w.waited_ms)),
+            peak_connections=sampler.peak,
+            label=self.label,
+        )
+
+
+def _run_threads(run: _Run, work: Callable[[psycopg.Connection[Any], int], object]) -> LoadResult:
     """A callable: one thread per connection, each running :func:`drive`."""
     from psycopg_pool import ConnectionPool
 
-    def configure(conn: psycopg.Connection[Any]) -> None:
-        conn.execute("SET auto_explain.log_min_duration = -1")
+    dsn, operations, concurrency, progress = run.dsn, run.operations, run.concurrency, run.progress
 
     pool = ConnectionPool(
         dsn,
         min_size=concurrency,
         max_size=concurrency,
         open=False,
-        configure=configure,
+        configure=_quiet,
         kwargs={"autocommit": True, "application_name": LOAD_APPLICATION},
         timeout=60,
     )
@@ -404,7 +429,7 @@ def _run_threads(
     counter = itertools.count()
     lock = threading.Lock()
     t0 = 0
-    offset = arrivals.offsets(operations) if arrivals else None
+    offset = run.offsets()
 
     progress_arrays: list[array[int]] = []
 
@@ -440,7 +465,7 @@ def _run_threads(
                 service.extend(mine_service)
                 failures.update(mine_failures)
 
-    sampler = Sampler(dsn, sample_interval, version)
+    sampler = run.sampler
     start_barrier = threading.Barrier(concurrency + 1)
     threads = [
         threading.Thread(target=worker, name=f"pgbudget-load-{n}", daemon=True)
@@ -470,14 +495,19 @@ def _run_threads(
             f"the load's work raised {type(first).__name__}: {first} "
             f"({len(crashes)} of {concurrency} workers stopped)"
         ) from first
-    return _result(latencies, service, failures, concurrency, arrivals, elapsed, sampler, label)
+    return run.result(latencies, service, failures, elapsed)
+
+
+def _quiet(conn: psycopg.Connection[Any]) -> None:
+    """The load's statements are not the test's: auto_explain leaves them out."""
+    conn.execute("SET auto_explain.log_min_duration = -1")
 
 
 def connect_for_load(dsn: str, statements: Sequence[Statement]) -> psycopg.Connection[Any]:
     """A connection of the load: autocommit, not captured, the SQL work prepared."""
     conn = psycopg.connect(dsn, autocommit=True, application_name=LOAD_APPLICATION)
     try:
-        conn.execute("SET auto_explain.log_min_duration = -1")
+        _quiet(conn)
         prepare(conn.pgconn, statements)
     except BaseException:
         conn.close()
@@ -485,27 +515,16 @@ def connect_for_load(dsn: str, statements: Sequence[Statement]) -> psycopg.Conne
     return conn
 
 
-def _run_statements(
-    dsn: str,
-    statements: Sequence[Statement],
-    params: Params,
-    operations: int,
-    concurrency: int,
-    arrivals: Arrivals | None,
-    label: str,
-    sample_interval: float,
-    version: int,
-    progress: Callable[[int, int, float], None] | None,
-) -> LoadResult:
+def _run_statements(run: _Run, statements: Sequence[Statement], params: Params) -> LoadResult:
     """SQL work: one event loop in this thread drives every connection (:mod:`.engine`),
     and the sampler's connection too."""
-    sampler = Sampler(dsn, sample_interval, version)
     conns: list[psycopg.Connection[Any]] = []
-    with ThreadPoolExecutor(max_workers=min(concurrency + 1, 16)) as pool:
-        watching = pool.submit(sampler.connect)
-        opening = [pool.submit(connect_for_load, dsn, statements) for _ in range(concurrency)]
+    with ThreadPoolExecutor(max_workers=min(run.concurrency, 16)) as pool:
+        opening = [
+            pool.submit(connect_for_load, run.dsn, statements) for _ in range(run.concurrency)
+        ]
         failed: BaseException | None = None
-        for future in [watching, *opening]:
+        for future in opening:
             try:
                 conns.append(future.result())
             except BaseException as exc:
@@ -515,25 +534,24 @@ def _run_statements(
             raise failed
         if failed is not None:
             raise LoadError(f"the load's connections could not start: {failed}") from failed
-        watcher = Watcher(conns[0], int(sample_interval * 1e9), sampler.sample)
-        load = conns[1:]
-        bind = binder(statements, params, load[0])
+        sampler = run.sampler
+        watcher = Watcher(sampler.conn, int(sampler.interval * 1e9), sampler.sample)
         latencies = array("q")
         service = array("q")
         failures: Counter[str] = Counter()
-        t0 = time.monotonic_ns()
         started = time.perf_counter()
         report = None
-        if progress is not None:
+        if run.progress is not None:
+            progress, operations = run.progress, run.operations
             report = lambda done: progress(done, operations, time.perf_counter() - started)  # noqa: E731
         drive_many(
-            [conn.pgconn for conn in load],
+            [conn.pgconn for conn in conns],
             statements,
-            bind,
+            binder(statements, params, conns[0]),
             itertools.count().__next__,
-            operations,
-            t0,
-            arrivals.offsets(operations) if arrivals else None,
+            run.operations,
+            time.monotonic_ns(),
+            run.offsets(),
             latencies,
             service,
             failures,
@@ -545,74 +563,28 @@ def _run_statements(
     finally:
         for conn in conns:
             conn.close()
-    return _result(latencies, service, failures, concurrency, arrivals, elapsed, sampler, label)
+    return run.result(latencies, service, failures, elapsed)
 
 
-def _run_in_processes(
-    dsn: str,
-    work: Work,
-    params: Params,
-    operations: int,
-    concurrency: int,
-    arrivals: Arrivals | None,
-    label: str,
-    sample_interval: float,
-    version: int,
-) -> LoadResult:
+def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
     from .processes import execute_in_processes
 
-    sampler = Sampler(dsn, sample_interval, version)
-    sampler_thread = sampler.start_thread()
+    sampler_thread = run.sampler.start_thread()
     try:
         latencies, service, failures, crashes, elapsed = execute_in_processes(
-            dsn,
+            run.dsn,
             work,
             params,
-            operations=operations,
-            concurrency=concurrency,
-            arrivals=arrivals,
+            operations=run.operations,
+            concurrency=run.concurrency,
+            arrivals=run.arrivals,
             start_timeout=_START_TIMEOUT,
         )
     finally:
-        sampler.stop.set()
+        run.sampler.stop.set()
         sampler_thread.join(timeout=5)
     if crashes:
         raise LoadError(
-            f"the load's work failed in {len(crashes)} of {concurrency} processes: {crashes[0]}"
+            f"the load's work failed in {len(crashes)} of {run.concurrency} processes: {crashes[0]}"
         )
-    return _result(latencies, service, failures, concurrency, arrivals, elapsed, sampler, label)
-
-
-def _result(
-    latencies: Sequence[int],
-    service: Sequence[int],
-    failures: Counter[str],
-    concurrency: int,
-    arrivals: Arrivals | None,
-    elapsed: float,
-    sampler: Sampler,
-    label: str,
-) -> LoadResult:
-    if sampler.error is not None:
-        raise LoadError(
-            f"watching the load's connections failed: {sampler.error}"
-        ) from sampler.error
-    completed = len(latencies)
-    errors_total = sum(failures.values())
-    return LoadResult(
-        operations=completed,
-        concurrency=concurrency,
-        mode="rate" if arrivals else "closed",
-        rate=arrivals.rate if arrivals else None,
-        arrivals=arrivals.kind if arrivals else "",
-        duration_s=elapsed,
-        throughput=completed / elapsed if elapsed > 0 else 0.0,
-        latency=Latency.of(latencies),
-        service=Latency.of(service),
-        errors=errors_total,
-        error_types=dict(failures),
-        deadlocks=failures.get(errors.DeadlockDetected.__name__, 0),
-        lock_waits=tuple(sorted(sampler.waits.values(), key=lambda w: -w.waited_ms)),
-        peak_connections=sampler.peak,
-        label=label,
-    )
+    return run.result(latencies, service, failures, elapsed)

@@ -89,25 +89,28 @@ def _roots(pid: int, blockers: Mapping[int, Sequence[int]]) -> list[int]:
 
 @dataclass
 class Sampler:
-    """Peak connection count and lock waits (with their blockers) of one load run."""
+    """Peak connection count and lock waits (with their blockers) of one load run.
 
-    dsn: str
+    Its connection (``conn``) is opened by :meth:`open`, before the load's own.
+    """
+
     interval: float
-    version: int
+    conn: psycopg.Connection[Any]
     peak: int = 0
     waits: dict[tuple[int, Any], ObservedWait] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     _waiting: set[int] = field(default_factory=set)  # load connections waiting at the last glance
 
-    def connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.dsn, autocommit=True, application_name=WATCH_APPLICATION)
+    @classmethod
+    def open(cls, dsn: str, interval: float) -> Sampler:
+        conn = psycopg.connect(dsn, autocommit=True, application_name=WATCH_APPLICATION)
         try:
             conn.execute(_PREPARE_GLANCE)
         except BaseException:
             conn.close()
             raise
-        return conn
+        return cls(interval, conn)
 
     def sample(self) -> Conversation:
         """One sample: yields the SQL to run and receives its rows."""
@@ -117,7 +120,8 @@ class Sampler:
         waiting = set(waiting or ())
         still, self._waiting = waiting & self._waiting, waiting
         if still:
-            self.record((yield _SAMPLE if self.version >= 140000 else _SAMPLE_PRE14))
+            pg14 = self.conn.info.server_version >= 140000
+            self.record((yield _SAMPLE if pg14 else _SAMPLE_PRE14))
 
     def record(self, rows: Rows) -> None:
         """Note the waits of a full sample's rows."""
@@ -146,16 +150,15 @@ class Sampler:
     def run(self) -> None:
         """Sample in this thread until ``stop`` is set; an error is kept in ``error``."""
         try:
-            with self.connect() as conn:
-                while not self.stop.is_set():
-                    conversation = self.sample()
-                    try:
-                        query = next(conversation)
-                        while True:
-                            query = conversation.send(conn.execute(query).fetchall())
-                    except StopIteration:
-                        pass
-                    self.stop.wait(self.interval)
+            while not self.stop.is_set():
+                conversation = self.sample()
+                try:
+                    query = next(conversation)
+                    while True:
+                        query = conversation.send(self.conn.execute(query).fetchall())
+                except StopIteration:
+                    pass
+                self.stop.wait(self.interval)
         except BaseException as exc:  # reported by run_load once the load is over
             self.error = exc
 
