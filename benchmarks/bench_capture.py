@@ -105,7 +105,6 @@ import pstats
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -117,6 +116,7 @@ from pathlib import Path
 from typing import Any
 
 from _cleanup import cleanup  # benchmarks/_cleanup.py
+from _timed import timed_pytest  # benchmarks/_timed.py
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
 RUN_TIMEOUT = 180  # seconds, per pytest subprocess
@@ -430,24 +430,14 @@ def run_pytest(
         f"pgbudget_isolation={isolation}",
         target,
     ]
-    started = time.perf_counter()
-    proc = subprocess.run(
+    wall, out = timed_pytest(
         argv,
         cwd=project.path,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        passed=n,
+        what=f"capture={capture}, isolation={isolation}",
         timeout=RUN_TIMEOUT,
-        check=False,
     )
-    wall = time.perf_counter() - started
-    out = proc.stdout.decode(errors="replace")
-    if proc.returncode != 0 or f"{n} passed" not in out:
-        raise SystemExit(
-            f"\npytest failed (exit {proc.returncode}, capture={capture}, isolation={isolation}):\n"
-            + "\n".join(out.splitlines()[-40:])
-        )
     captured = None
     match = re.search(r"(\d+) statements captured in (\d+) tests; (\d+) budget violations", out)
     if match:

@@ -105,6 +105,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _cleanup import cleanup  # benchmarks/_cleanup.py
+from _timed import timed_pytest  # benchmarks/_timed.py
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
 RUN_TIMEOUT = 180  # seconds, per pytest subprocess
@@ -292,24 +293,14 @@ def run_pytest(setup: Setup, n: int, use_db: bool) -> Run:
     if setup.run_as is not None and os.geteuid() == 0:
         # runuser keeps the environment (TMPDIR, BENCH_*) apart from HOME, SHELL, USER.
         argv = ["runuser", "-u", setup.run_as, "--", *argv]
-    started = time.perf_counter()
-    proc = subprocess.run(
+    wall, _ = timed_pytest(
         argv,
         cwd=setup.project,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        passed=n,
+        what=f"{setup.label} (N={n}, db={use_db})",
         timeout=RUN_TIMEOUT,
-        check=False,
     )
-    wall = time.perf_counter() - started
-    out = proc.stdout.decode(errors="replace")
-    if proc.returncode != 0 or f"{n} passed" not in out:
-        raise SystemExit(
-            f"\n{setup.label}: pytest failed (exit {proc.returncode}, N={n}, db={use_db}):\n"
-            + "\n".join(out.splitlines()[-40:])
-        )
     durations = [tuple(json.loads(line)) for line in report.read_text().splitlines()]
     report.unlink()
     return Run(wall, durations)  # type: ignore[arg-type]
