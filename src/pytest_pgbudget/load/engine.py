@@ -387,10 +387,16 @@ class Watcher:
         self._rows: list[tuple[Any, ...]] = []
         self.due = 0  # when the next conversation starts; 0 while one is going on
 
-    def begin(self) -> None:
+    def begin(self) -> bool:
+        """Start a conversation; False when the watching has failed and must stop."""
         self._talk = self.conversation()
         self.due = 0
-        self._send(next(self._talk))
+        try:
+            self._send(next(self._talk))
+        except Exception as exc:
+            self.error = exc
+            return False
+        return True
 
     def _send(self, query: bytes) -> None:
         self._rows = []
@@ -489,7 +495,9 @@ def drive_many(
         poller.register(slot.fd)
     if watcher is not None:
         poller.register(watcher.fd)
-        watcher.begin()
+        if not watcher.begin():
+            poller.unregister(watcher.fd)
+            watcher = None
     now = clock()
     for slot in slots:
         try:
@@ -572,13 +580,10 @@ def drive_many(
                     except psycopg.OperationalError:
                         failures[psycopg.OperationalError.__name__] += 1
                         retire(slot)
-            if watcher is not None and watcher.due and clock() >= watcher.due:
-                try:
-                    watcher.begin()
-                except Exception as exc:
-                    watcher.error = exc
-                    poller.unregister(watcher.fd)
-                    watcher = None
+            due = watcher is not None and watcher.due and clock() >= watcher.due
+            if due and watcher is not None and not watcher.begin():  # the next sample failed
+                poller.unregister(watcher.fd)
+                watcher = None
             if progress is not None and clock() - reported > 1_000_000_000:
                 reported = clock()
                 progress(done)
