@@ -54,6 +54,24 @@ def require_container() -> None:
     pytest.skip("no Docker-compatible engine (run shared/tools/container-engine.sh)")
 
 
+@pytest.fixture(params=["c", "python"])
+def load_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once with pg_load's C event loop and once with its Python one.
+
+    The C loop is skipped where it was not built, except in CI
+    (``PGBUDGET_REQUIRE_C_LOOP``), where that is a failure.
+    """
+    from pytest_pgbudget.load.engine import LOOP_ENV, c_loop
+
+    if request.param == "c" and c_loop()[0] is None:
+        why = c_loop()[1]
+        if os.environ.get("PGBUDGET_REQUIRE_C_LOOP"):
+            pytest.fail(f"PGBUDGET_REQUIRE_C_LOOP is set but {why}")
+        pytest.skip(why)
+    monkeypatch.setenv(LOOP_ENV, request.param)  # the pytester subprocesses inherit it
+    return str(request.param)
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester):
     """Write a small example project: ``project(ini, test_a_py=..., **{"sql/a.sql": ...})``.

@@ -15,6 +15,9 @@ CREATE TABLE names (name text PRIMARY KEY);
 CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0));
 INSERT INTO accounts SELECT g, 100 FROM generate_series(0, 9) g;
 """
+# Every test runs with the SQL engine's C loop and with its Python loop.
+pytestmark = pytest.mark.usefixtures("load_loop")
+
 # Lock waits are the point of some of these tests: keep the session health check out of the way.
 INI = "pgbudget_schema = schema.sql\npgbudget_health_lock_wait_ms = 0\n"
 
@@ -26,6 +29,7 @@ def run(project, tests: str, *args: str):
 
 def test_passing_load_budget_and_result_figures(project) -> None:
     tests = """\
+    import os
     from pytest_pgbudget import pgbudget
 
     @pgbudget(load_p95_ms=500, max_errors=0, min_throughput=10)
@@ -34,6 +38,8 @@ def test_passing_load_budget_and_result_figures(project) -> None:
             "UPDATE counters SET n = n + 1 WHERE id = %s",
             params=lambda i: (i % 1000 + 1,), operations=2000, concurrency=8,
         )
+        loop = {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+        assert result.driver == loop and f"({loop})" in result.describe()
         result.assert_budget(p95_ms=500, p99_ms=1000, max_errors=0, max_lock_wait_ms=1000)
         assert result.operations == 2000 and result.errors == 0
         assert result.peak_connections == 8
@@ -264,6 +270,7 @@ def test_verbose_shows_progress(project) -> None:
 
 def test_one_process_per_connection(project) -> None:
     tests = """\
+    import os
     import pytest
 
     def account(i):
@@ -279,8 +286,11 @@ def test_one_process_per_connection(project) -> None:
         result = pg_load("UPDATE counters SET n = n + 1 WHERE id = %s", params=account,
                          operations=1000, concurrency=4, processes=True)
         assert result.operations == 1000 and result.errors == 0
+        loop = {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+        assert result.driver == f"{min(4, os.cpu_count())} processes, {loop} each"
         result = pg_load(bump, operations=1000, concurrency=4, processes=True)
         assert result.operations == 1000 and result.errors == 0 and result.peak_connections == 4
+        assert result.driver == "4 processes"
         result = pg_load(
             ["BEGIN", "UPDATE counters SET n = n + 1 WHERE id = %(a)s",
              "UPDATE counters SET n = n + 1 WHERE id = %(b)s", "COMMIT"],

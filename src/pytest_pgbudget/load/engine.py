@@ -20,17 +20,25 @@ one mapping per operation; each statement picks the names it uses.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import gc
+import glob
 import heapq
+import importlib.util
+import itertools
 import operator
+import os
 import random
 import re
 import select
+import sys
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, ClassVar
 
 import psycopg
@@ -279,7 +287,11 @@ def prepare(pgconn: pq.abc.PGconn, statements: Sequence[Statement]) -> None:
 
 
 def _error_name(result: pq.abc.PGresult, cache: dict[bytes, str]) -> str:
-    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE) or b""
+    return _sqlstate_name(result.error_field(pq.DiagnosticField.SQLSTATE) or b"", cache)
+
+
+def _sqlstate_name(sqlstate: bytes, cache: dict[bytes, str]) -> str:
+    """psycopg's class name for an error's SQLSTATE (``DatabaseError`` for none)."""
     name = cache.get(sqlstate)
     if name is None:
         try:
@@ -430,7 +442,156 @@ class Watcher:
         return True
 
 
+C_LOOP = "C event loop"
+PYTHON_LOOP = "Python event loop"
+LOOP_ENV = "PGBUDGET_LOAD_LOOP"  # "python": never the C loop; "c": the C loop or an error
+
+
+def _libpq_paths() -> list[str]:
+    """Where the libpq that psycopg calls may be, for the implementation it uses."""
+    if pq.__impl__ == "python":
+        from psycopg.pq import _pq_ctypes
+
+        return [_pq_ctypes.pq._name]  # type: ignore[attr-defined]
+    if pq.__impl__ == "binary":  # bundled beside the wheel's package, under a hashed name
+        spec = importlib.util.find_spec("psycopg_binary")
+        if spec is None or spec.origin is None:
+            return []
+        package = os.path.dirname(spec.origin)
+        return sorted(glob.glob(os.path.join(package + ".libs", "libpq*.so*")))
+    from psycopg.pq.misc import find_libpq_full_path
+
+    found = find_libpq_full_path()  # psycopg's C implementation links the system's libpq
+    return [found] if found else []
+
+
+@functools.cache
+def c_loop() -> tuple[ModuleType | None, str]:
+    """The C loop, ready to call psycopg's libpq; or None and why not.
+
+    The loop (``_loop.c``) does not link libpq: it must call the very library
+    psycopg's connections belong to, so that library is found here, opened with
+    ctypes (which gives back the copy already loaded) and its functions handed
+    over. The library must report the version psycopg reports.
+    """
+    if os.environ.get(LOOP_ENV, "").lower() == "python":
+        return None, f"{LOOP_ENV}=python"
+    try:
+        from . import _loop
+    except ImportError as exc:
+        reason = "Linux only" if not sys.platform.startswith("linux") else "not built"
+        return None, f"the C loop is not installed ({reason}: {exc})"
+    for path in _libpq_paths():
+        try:
+            lib = ctypes.CDLL(path)
+            addresses = {
+                name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                for name in _loop.LIBPQ_FUNCTIONS
+            }
+            version = _loop.use_libpq(addresses)
+        except (OSError, AttributeError, KeyError, ValueError):
+            continue
+        if version == pq.version():
+            return _loop, ""
+    return None, f"psycopg's libpq ({pq.__impl__} implementation) was not found"
+
+
+def _address(pgconn: pq.abc.PGconn) -> int | None:
+    """The address of libpq's ``PGconn`` under psycopg's wrapper (every implementation has it)."""
+    return pgconn.pgconn_ptr  # type: ignore[attr-defined,no-any-return]
+
+
+def _usable_c_loop(pgconns: Sequence[pq.abc.PGconn]) -> ModuleType | None:
+    """The C loop if it drives these connections, else None (or :class:`LoadError` when
+    ``PGBUDGET_LOAD_LOOP=c`` asked for it)."""
+    loop, why = c_loop()
+    if loop is not None and pgconns:
+        first = pgconns[0]
+        if loop.identify(_address(first)) != (first.socket, first.backend_pid):
+            loop, why = None, "its libpq does not know psycopg's connections"
+    if loop is None and os.environ.get(LOOP_ENV, "").lower() == "c":
+        raise LoadError(f"{LOOP_ENV}=c, but the C loop cannot run: {why}")
+    return loop
+
+
 def drive_many(
+    pgconns: Sequence[pq.abc.PGconn],
+    statements: Sequence[Statement],
+    bind: Callable[[int], list[Any]],
+    next_index: Callable[[], int] | None,
+    operations: int,
+    start_ns: int,
+    offset: Callable[[int], int] | None,
+    latencies: array[int],
+    service: array[int],
+    failures: Counter[str],
+    progress: Callable[[int], None] | None = None,
+    watcher: Watcher | None = None,
+) -> str:
+    """Run operations on all ``pgconns`` at once until none is left; return which
+    loop ran them (:data:`C_LOOP` or :data:`PYTHON_LOOP`).
+
+    The statements must be prepared on every connection (:func:`prepare`).
+    ``next_index`` hands out operation numbers (None: 0, 1, 2... here). Timing
+    follows :func:`~pytest_pgbudget.load.runner.drive`: at a fixed rate
+    (``offset``, from :meth:`Arrivals.offsets`) operation ``i`` starts no earlier
+    than ``start_ns + offset(i)`` and its latency counts from then. A failed
+    statement ends its operation (rolled back if it left a transaction open)
+    and is counted in ``failures`` by error class; a lost connection leaves
+    the loop. ``progress(done)`` is called about once a second, and the
+    ``watcher``'s conversations are held between operations.
+
+    The loop runs in C (``_loop.c``) when that was built, else in Python; the
+    two behave alike, and the tests run both.
+    """
+    loop = _usable_c_loop(pgconns)
+    # The loops allocate a few objects per operation, none of them in cycles: the
+    # cyclic collector would only add pauses to the latencies they measure.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        if loop is None:
+            _drive_python(
+                pgconns,
+                statements,
+                bind,
+                next_index or itertools.count().__next__,
+                operations,
+                start_ns,
+                offset,
+                latencies,
+                service,
+                failures,
+                progress,
+                watcher,
+            )
+            return PYTHON_LOOP
+        got_latencies, got_service, by_sqlstate = loop.drive(
+            [_address(pgconn) for pgconn in pgconns],
+            [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))],
+            bind,
+            next_index,
+            operations,
+            start_ns,
+            offset,
+            progress,
+            watcher,
+        )
+    finally:
+        if collecting:
+            gc.enable()
+    latencies.frombytes(got_latencies)
+    service.frombytes(got_service)
+    names: dict[bytes, str] = {}
+    for sqlstate, count in by_sqlstate.items():
+        if sqlstate is None:  # a lost connection, as psycopg reports it
+            failures[psycopg.OperationalError.__name__] += count
+        else:
+            failures[_sqlstate_name(sqlstate, names)] += count
+    return C_LOOP
+
+
+def _drive_python(
     pgconns: Sequence[pq.abc.PGconn],
     statements: Sequence[Statement],
     bind: Callable[[int], list[Any]],
@@ -444,17 +605,7 @@ def drive_many(
     progress: Callable[[int], None] | None = None,
     watcher: Watcher | None = None,
 ) -> None:
-    """Run operations on all ``pgconns`` at once until none is left.
-
-    The statements must be prepared on every connection (:func:`prepare`).
-    Timing follows :func:`~pytest_pgbudget.load.runner.drive`: at a fixed rate
-    (``offset``, from :meth:`Arrivals.offsets`) operation ``i`` starts no earlier
-    than ``start_ns + offset(i)`` and its latency counts from then. A failed
-    statement ends its operation (rolled back if it left a transaction open)
-    and is counted in ``failures`` by error class; a lost connection leaves
-    the loop. ``progress(done)`` is called about once a second, and the
-    ``watcher``'s conversations are held between operations.
-    """
+    """:func:`drive_many` in Python: the reference the C loop (``_loop.c``) follows."""
     names = [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))]
     last = len(statements) - 1
     clock = time.monotonic_ns
@@ -506,10 +657,6 @@ def drive_many(
             failures[psycopg.OperationalError.__name__] += 1
             retire(slot)
     poll, precise = poller.poll, poller.precise
-    # The loop allocates a few objects per statement, none of them in cycles: the
-    # cyclic collector would only add pauses to the latencies it measures.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         while by_fd:
             timeout = None
@@ -588,6 +735,4 @@ def drive_many(
                 reported = clock()
                 progress(done)
     finally:
-        if collecting:
-            gc.enable()
         poller.close()

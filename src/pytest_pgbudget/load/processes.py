@@ -60,6 +60,7 @@ def _child(
     service = array("q")
     failures: Counter[str] = Counter()
     crash = ""
+    driver = "a process per connection"
     conns: list[psycopg.Connection[Any]] = []
     try:
         work, params = pickle.loads(payload)
@@ -88,7 +89,7 @@ def _child(
                 failures,
             )
         else:
-            drive_many(
+            driver = drive_many(
                 [conn.pgconn for conn in conns],
                 statements,
                 binder(statements, params, conns[0]),
@@ -106,7 +107,7 @@ def _child(
     finally:
         for conn in conns:
             conn.close()
-    out.send((latencies.tobytes(), service.tobytes(), dict(failures), crash))
+    out.send((latencies.tobytes(), service.tobytes(), dict(failures), crash, driver))
     out.close()
 
 
@@ -119,8 +120,9 @@ def execute_in_processes(
     concurrency: int,
     arrivals: Arrivals | None,
     start_timeout: float,
-) -> tuple[array[int], array[int], Counter[str], list[str], float]:
-    """Run the load; return latencies, service times, failures, crashes and elapsed seconds."""
+) -> tuple[array[int], array[int], Counter[str], list[str], float, str]:
+    """Run the load; return latencies, service times, failures, crashes, elapsed seconds
+    and what drove it."""
     try:
         payload = pickle.dumps((work, params))
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -153,6 +155,7 @@ def execute_in_processes(
     service: array[int] = array("q")
     failures: Counter[str] = Counter()
     crashes: list[str] = []
+    drivers: set[str] = set()
     try:
         deadline = time.monotonic() + start_timeout
         for _ in children:
@@ -164,13 +167,14 @@ def execute_in_processes(
         go.set()
         for receive in pipes:
             try:
-                lat, serv, fails, crash = receive.recv()
+                lat, serv, fails, crash, driver = receive.recv()
             except EOFError:
                 crashes.append("a load process died without reporting")
                 continue
             latencies.frombytes(lat)
             service.frombytes(serv)
             failures.update(fails)
+            drivers.add(driver)
             if crash:
                 crashes.append(crash)
         elapsed = time.perf_counter() - started
@@ -180,4 +184,5 @@ def execute_in_processes(
             child.join(timeout=10)
             if child.is_alive():
                 child.kill()
-    return latencies, service, failures, crashes, elapsed
+    each = f", {' or '.join(sorted(drivers))} each" if not callable(work) else ""
+    return latencies, service, failures, crashes, elapsed, f"{loops} processes{each}"

@@ -119,6 +119,7 @@ class LoadResult:
     peak_connections: int
     label: str = ""
     arrivals: str = ""  # of a fixed-rate load: "uniform" or "poisson"
+    driver: str = ""  # what ran the work: an event loop (SQL), threads or processes
 
     @property
     def max_lock_wait_ms(self) -> float:
@@ -136,7 +137,8 @@ class LoadResult:
             )
         lines = [
             f"{self.label or 'load'}: {self.operations} operations, {self.concurrency} connections, "
-            f"{mode}, {self.duration_s:.2f} s, {self.throughput:.0f} ops/s",
+            f"{mode}, {self.duration_s:.2f} s, {self.throughput:.0f} ops/s"
+            + (f" ({self.driver})" if self.driver else ""),
             f"  latency{' (from intended start)' if self.mode == 'rate' else ''}: {self.latency.describe()}",
             f"  errors {self.errors}"
             + (f" {dict(self.error_types)}" if self.errors else "")
@@ -252,6 +254,7 @@ class LoadResult:
             "max_lock_wait_ms": round(self.max_lock_wait_ms, 2),
             "blocking_statement": worst.blocking_statement if worst else None,
             "peak_connections": self.peak_connections,
+            "driver": self.driver or None,
         }
 
 
@@ -381,6 +384,7 @@ class _Run:
         service: Sequence[int],
         failures: Counter[str],
         elapsed: float,
+        driver: str,
     ) -> LoadResult:
         sampler, arrivals = self.sampler, self.arrivals
         if sampler.error is not None:
@@ -404,6 +408,7 @@ class _Run:
             lock_waits=tuple(sorted(sampler.waits.values(), key=lambda w: -w.waited_ms)),
             peak_connections=sampler.peak,
             label=self.label,
+            driver=driver,
         )
 
 
@@ -495,7 +500,7 @@ def _run_threads(run: _Run, work: Callable[[psycopg.Connection[Any], int], objec
             f"the load's work raised {type(first).__name__}: {first} "
             f"({len(crashes)} of {concurrency} workers stopped)"
         ) from first
-    return run.result(latencies, service, failures, elapsed)
+    return run.result(latencies, service, failures, elapsed, f"{concurrency} threads")
 
 
 def _quiet(conn: psycopg.Connection[Any]) -> None:
@@ -544,11 +549,11 @@ def _run_statements(run: _Run, statements: Sequence[Statement], params: Params) 
         if run.progress is not None:
             progress, operations = run.progress, run.operations
             report = lambda done: progress(done, operations, time.perf_counter() - started)  # noqa: E731
-        drive_many(
+        driver = drive_many(
             [conn.pgconn for conn in conns],
             statements,
             binder(statements, params, conns[0]),
-            itertools.count().__next__,
+            None,
             run.operations,
             time.monotonic_ns(),
             run.offsets(),
@@ -563,7 +568,7 @@ def _run_statements(run: _Run, statements: Sequence[Statement], params: Params) 
     finally:
         for conn in conns:
             conn.close()
-    return run.result(latencies, service, failures, elapsed)
+    return run.result(latencies, service, failures, elapsed, driver)
 
 
 def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
@@ -571,7 +576,7 @@ def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
 
     sampler_thread = run.sampler.start_thread()
     try:
-        latencies, service, failures, crashes, elapsed = execute_in_processes(
+        latencies, service, failures, crashes, elapsed, driver = execute_in_processes(
             run.dsn,
             work,
             params,
@@ -587,4 +592,4 @@ def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
         raise LoadError(
             f"the load's work failed in {len(crashes)} of {run.concurrency} processes: {crashes[0]}"
         )
-    return run.result(latencies, service, failures, elapsed)
+    return run.result(latencies, service, failures, elapsed, driver)
