@@ -151,6 +151,7 @@ from psycopg import conninfo
 
 from pytest_pgbudget import server as pgserver
 from pytest_pgbudget.load import run_load
+from pytest_pgbudget.load.engine import LOOP_ENV, c_loop
 from pytest_pgbudget.options import Settings
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -158,6 +159,7 @@ DEFAULT_SCALE = 10
 TARGET_P95_RATIO = 0.15  # |pg_load / pgbench - 1| at most this
 RUN_TIMEOUT = 120  # seconds, per pgbench subprocess
 HEADLINE = "pg_load SQL"
+PYTHON_LOOP = "SQL Python loop"  # the same, on the event loop's Python fallback
 # Each pg_load engine against the pgbench of the same shape: one event loop (pgbench's
 # default, -j 1) or one loop per CPU (-j 2 on this 2-core machine).
 REFERENCES = {HEADLINE: "pgbench -j 1", "SQL processes": "pgbench -j 2"}
@@ -247,6 +249,7 @@ class Driver:
     work: Any
     params: Any = None
     processes: bool = False
+    loop: str = ""  # PGBUDGET_LOAD_LOOP for the run: "python" forces the Python event loop
 
 
 # ---------------------------------------------------------------------------
@@ -486,16 +489,24 @@ class Bench:
         cpu = time.process_time()
         kids = forkserver_children_cpu()
         wall = time.perf_counter()
-        result = run_load(
-            self.dsn,
-            driver.work,
-            params=driver.params,
-            operations=operations,
-            concurrency=concurrency,
-            processes=driver.processes,
-            rate=rate,
-            arrivals="poisson" if rate else "uniform",
-        )
+        saved = os.environ.get(LOOP_ENV)
+        os.environ[LOOP_ENV] = driver.loop
+        try:
+            result = run_load(
+                self.dsn,
+                driver.work,
+                params=driver.params,
+                operations=operations,
+                concurrency=concurrency,
+                processes=driver.processes,
+                rate=rate,
+                arrivals="poisson" if rate else "uniform",
+            )
+        finally:
+            if saved is None:
+                del os.environ[LOOP_ENV]
+            else:
+                os.environ[LOOP_ENV] = saved
         wall = time.perf_counter() - wall
         cpu = time.process_time() - cpu
         if driver.processes:  # the load processes are joined (and so reaped) before it returns
@@ -668,6 +679,8 @@ def main() -> int:
             f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), "
             f"load average {os.getloadavg()[0]:.2f}"
         )
+        loop, why = c_loop()
+        print(f"{HEADLINE}: " + ("the C event loop" if loop else f"the Python event loop ({why})"))
         if os.getloadavg()[0] > (os.cpu_count() or 1) / 2:
             print("warning: the machine is busy (load average above half the CPUs); expect noise")
         status = bench(args, root, pg_bin, server, concurrencies, overhead_concurrencies)
@@ -724,12 +737,14 @@ def bench(
     work = partial(tpcb, scale=args.scale)
     drivers = {
         HEADLINE: Driver(TPCB, transaction_params),
+        PYTHON_LOOP: Driver(TPCB, transaction_params, loop="python"),
         "SQL processes": Driver(TPCB, transaction_params, processes=True),
         "callable threads": Driver(work),
         "callable procs": Driver(work, processes=True),
         # runner overhead
         "run_load callable": Driver(select1),
         "run_load SQL": Driver("SELECT 1"),
+        "run_load SQL py": Driver("SELECT 1", loop="python"),
     }
     b = Bench(root, pg_bin, server.dsn_for("bench"), env, args.scale, postmaster, drivers)
     started = time.perf_counter()
@@ -745,7 +760,7 @@ def bench(
     if init.returncode != 0:
         raise SystemExit(f"pgbench -i failed:\n{init.stderr}")
     print(f"pgbench -i -s {args.scale}: {time.perf_counter() - started:.2f} s")
-    compared = [HEADLINE, "SQL processes", "callable threads", "callable procs"]
+    compared = [HEADLINE, PYTHON_LOOP, "SQL processes", "callable threads", "callable procs"]
 
     # Warm-up, untimed: fills shared_buffers with the accounts and its index for both tools,
     # starts the forkserver; then what starting a run costs, per driver and concurrency.
@@ -819,7 +834,7 @@ def bench(
     best: dict[int, dict[str, float]] = {}  # best-of throughput: noise only ever slows a run
     ops = args.select1_ops
     print(f"\nrunner overhead: SELECT 1 (prepared), {ops} operations per run")
-    kinds = ["bare threads", "run_load callable", "run_load SQL"]
+    kinds = ["bare threads", "run_load callable", "run_load SQL", "run_load SQL py"]
     for c in overhead_concurrencies:
         if time.perf_counter() - args.started > args.time_budget * 0.8:
             print(f"  C={c} skipped: too little of --time-budget left")

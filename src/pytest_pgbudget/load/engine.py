@@ -474,8 +474,6 @@ def c_loop() -> tuple[ModuleType | None, str]:
     ctypes (which gives back the copy already loaded) and its functions handed
     over. The library must report the version psycopg reports.
     """
-    if os.environ.get(LOOP_ENV, "").lower() == "python":
-        return None, f"{LOOP_ENV}=python"
     try:
         from . import _loop
     except ImportError as exc:
@@ -504,12 +502,15 @@ def _address(pgconn: pq.abc.PGconn) -> int | None:
 def _usable_c_loop(pgconns: Sequence[pq.abc.PGconn]) -> ModuleType | None:
     """The C loop if it drives these connections, else None (or :class:`LoadError` when
     ``PGBUDGET_LOAD_LOOP=c`` asked for it)."""
+    asked = os.environ.get(LOOP_ENV, "").lower()
+    if asked == "python":
+        return None
     loop, why = c_loop()
     if loop is not None and pgconns:
         first = pgconns[0]
         if loop.identify(_address(first)) != (first.socket, first.backend_pid):
             loop, why = None, "its libpq does not know psycopg's connections"
-    if loop is None and os.environ.get(LOOP_ENV, "").lower() == "c":
+    if loop is None and asked == "c":
         raise LoadError(f"{LOOP_ENV}=c, but the C loop cannot run: {why}")
     return loop
 
