@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 
 import pytest
@@ -369,3 +370,27 @@ def test_sql_engine_callables_and_lock_waits_on_each_server(project, backend: st
 def test_sql_engine_callables_and_lock_waits_in_a_container(project) -> None:
     require_container()
     _on_every_backend(project, "container", "pgbudget_image = postgres:15\n")
+
+
+def test_psycopg_pure_python_implementation(project, load_loop: str, monkeypatch) -> None:
+    # The C loop calls the libpq psycopg calls: here the system's, opened by psycopg's ctypes.
+    if ctypes.util.find_library("pq") is None:
+        pytest.skip("no system libpq for psycopg's pure Python implementation")
+    monkeypatch.setenv("PSYCOPG_IMPL", "python")
+    tests = """\
+    import os
+    import psycopg
+
+    def test_transfers(pg_load, pg_conn):
+        assert psycopg.pq.__impl__ == "python"
+        result = pg_load(
+            ["BEGIN", "UPDATE accounts SET balance = balance - 1 WHERE id = %(a)s",
+             "UPDATE accounts SET balance = balance + 1 WHERE id = %(b)s", "COMMIT"],
+            params=lambda i: {"a": i % 10, "b": (i + 3) % 10}, operations=300, concurrency=3,
+        )
+        loop = {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+        assert result.driver == loop and result.operations == 300 and result.errors == 0
+        assert pg_conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == 1000
+    """
+    _, result = run(project, tests)
+    result.assert_outcomes(passed=1)

@@ -585,6 +585,8 @@ run(Loop *loop)
             return -1;
 
     while (loop->live) {
+        if (PyErr_CheckSignals()) /* Ctrl-C: the caller closes the connections */
+            return -1;
         int timeout = -1;
         int64_t wake = INT64_MAX;
         if (loop->waiting.size)
@@ -606,8 +608,6 @@ run(Loop *loop)
                 PyErr_SetFromErrno(PyExc_OSError);
                 return -1;
             }
-            if (PyErr_CheckSignals())
-                return -1;
             continue;
         }
         for (int e = 0; e < ready; e++) {

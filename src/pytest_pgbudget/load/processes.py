@@ -6,7 +6,8 @@ inflate the tail latency. A callable gets one process per connection, which
 removes that queue (it cannot remove the client's own CPU time, which on a
 machine with few cores competes with the server). SQL work gets one event
 loop (:func:`~pytest_pgbudget.load.engine.drive_many`) per CPU, each driving
-its share of the connections, like ``pgbench -j``. The work and its
+its share of the connections, like ``pgbench -j``, and its share of the
+operations (loop n of N runs operations n, n + N, ...). The work and its
 ``params`` must be picklable: SQL, and module-level functions rather than
 lambdas.
 
@@ -17,6 +18,7 @@ child costs a fork and a connection. Start times are shared through
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -51,6 +53,7 @@ def _child(
     operations: int,
     arrivals: Arrivals | None,
     counter: Synchronized[int],
+    place: tuple[int, int],
     t0: Synchronized[int],
     ready: Any,
     go: Any,
@@ -70,7 +73,7 @@ def _child(
         ready.release()
         go.wait()
 
-        def next_index() -> int:
+        def shared_index() -> int:
             with counter.get_lock():
                 i = counter.value
                 counter.value += 1
@@ -80,7 +83,7 @@ def _child(
             drive(
                 conns[0],
                 work,
-                next_index,
+                shared_index,
                 operations,
                 t0.value,
                 offset,
@@ -93,7 +96,9 @@ def _child(
                 [conn.pgconn for conn in conns],
                 statements,
                 binder(statements, params, conns[0]),
-                next_index,
+                # Loop n of N takes operations n, n + N, n + 2N...: no lock to share, and
+                # at a fixed rate each loop's operations are still in order of their start.
+                itertools.count(*place).__next__,
                 operations,
                 t0.value,
                 offset,
@@ -144,7 +149,19 @@ def execute_in_processes(
         receive, send = mp.Pipe(duplex=False)
         child = mp.Process(
             target=_child,
-            args=(dsn, payload, share, operations, arrivals, counter, t0, ready, go, send),
+            args=(
+                dsn,
+                payload,
+                share,
+                operations,
+                arrivals,
+                counter,
+                (n, loops),
+                t0,
+                ready,
+                go,
+                send,
+            ),
             daemon=True,
         )
         child.start()
