@@ -39,12 +39,15 @@ with ``aid`` uniform in 1..100000*scale, ``tid`` in 1..10*scale, ``bid`` in
                           scale=S), operations=C*T, concurrency=C)``: the same
                           seven statements as a script (a list of SQL strings
                           with ``%(name)s`` placeholders), which ``run_load``
-                          runs on its libpq event loop, one thread for all C
+                          runs on its libpq event loop (in C where it was
+                          built: the header says), one thread for all C
                           connections, statements prepared like
                           ``-M prepared``. The headline.
+(b') ``SQL Python loop``  the same with ``PGBUDGET_LOAD_LOOP=python``: the
+                          event loop's Python fallback.
 (c) ``SQL processes``     the same with ``processes=True``: one event loop per
-                          CPU, each with its share of the connections, like
-                          pgbench's ``-j``.
+                          CPU, each with its share of the connections and
+                          every N-th operation, like pgbench's ``-j``.
 (d) ``callable threads``  ``run_load(partial(tpcb, scale=S), ...)``: a Python
     ``callable procs``    callable doing the same with psycopg
                           (``with conn.transaction():`` and five
@@ -101,7 +104,8 @@ connections (default 1 and 8):
   lat.append(perf_counter_ns() - t)`` for the thread's share;
 * ``run_load`` with the same callable (``select1``), threads: the runner's
   own overhead per operation (pool, shared counter, timing, sampler);
-* ``run_load(dsn, "SELECT 1", ...)``: the SQL event loop.
+* ``run_load(dsn, "SELECT 1", ...)``: the SQL event loop, in C where it was
+  built, and again with ``PGBUDGET_LOAD_LOOP=python`` (its Python fallback).
 
 Each prints wall microseconds per operation (elapsed / N; median and best of
 ``--overhead-repeats`` interleaved runs, default 3) and client CPU per
