@@ -295,7 +295,7 @@ send_step(Loop *loop, Slot *slot, Py_ssize_t step)
     const char *stack_values[STACK_PARAMS];
     PyObject *stack_kept[STACK_PARAMS];
     const char **values = stack_values;
-    PyObject **kept = stack_kept; /* bytes copies of bytearray/memoryview values */
+    PyObject **kept = stack_kept; /* bytes copies of other buffers */
     Py_ssize_t n = 0, nkept = 0;
     PyObject *seq = NULL;
     int sent = -1;
@@ -319,8 +319,13 @@ send_step(Loop *loop, Slot *slot, Py_ssize_t step)
             if (item == Py_None) {
                 values[k] = NULL;
             }
-            else if (PyBytes_Check(item)) { /* NUL-terminated, as text parameters must be */
+            /* bytes and bytearray end with a NUL byte, as text parameters must (psycopg's
+             * dumpers give bytearray); anything else, a memoryview say, is copied. */
+            else if (PyBytes_Check(item)) {
                 values[k] = PyBytes_AS_STRING(item);
+            }
+            else if (PyByteArray_Check(item)) {
+                values[k] = PyByteArray_AS_STRING(item);
             }
             else {
                 PyObject *copy = PyBytes_FromObject(item);
