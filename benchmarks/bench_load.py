@@ -155,7 +155,7 @@ from psycopg import conninfo
 
 from pytest_pgbudget import server as pgserver
 from pytest_pgbudget.load import run_load
-from pytest_pgbudget.load.engine import LOOP_ENV, c_loop
+from pytest_pgbudget.load.cloop import LOOP_ENV, c_loop
 from pytest_pgbudget.options import Settings
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"

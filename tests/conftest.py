@@ -61,7 +61,7 @@ def load_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     The C loop is skipped where it was not built, except in CI
     (``PGBUDGET_REQUIRE_C_LOOP``), where that is a failure.
     """
-    from pytest_pgbudget.load.engine import LOOP_ENV, c_loop
+    from pytest_pgbudget.load.cloop import LOOP_ENV, c_loop
 
     if request.param == "c" and c_loop()[0] is None:
         why = c_loop()[1]

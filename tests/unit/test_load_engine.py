@@ -140,3 +140,25 @@ def test_poisson_arrivals_keep_the_mean_rate_and_agree_across_processes() -> Non
     assert 0.65 < gaps[len(gaps) // 2] / 1e6 / mean_gap_ms < 0.74
     again = Arrivals(1000.0, "poisson", seed=7).offsets(n)
     assert [again(i) for i in range(0, n, 997)] == starts[::997]  # same seed, same schedule
+
+
+@pytest.mark.parametrize("value", ["fast", "C-loop", "0"])
+def test_an_unknown_loop_choice_is_a_clear_error(monkeypatch, value: str) -> None:
+    from pytest_pgbudget.load.cloop import LOOP_ENV, usable_c_loop
+
+    monkeypatch.setenv(LOOP_ENV, value)
+    with pytest.raises(LoadError, match=f"PGBUDGET_LOAD_LOOP must be 'c' .* Got '{value}'"):
+        usable_c_loop([])
+
+
+def test_the_loop_choice_is_read_at_each_run(monkeypatch) -> None:
+    from pytest_pgbudget.load.cloop import LOOP_ENV, c_loop, usable_c_loop
+
+    monkeypatch.setenv(LOOP_ENV, "python")
+    assert usable_c_loop([]) is None
+    monkeypatch.setenv(LOOP_ENV, "c")
+    if c_loop()[0] is None:
+        with pytest.raises(LoadError, match="PGBUDGET_LOAD_LOOP=c, but the C loop cannot run"):
+            usable_c_loop([])
+    else:
+        assert usable_c_loop([]) is c_loop()[0]

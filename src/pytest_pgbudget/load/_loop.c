@@ -7,10 +7,10 @@
  * those microseconds are what kept pg_load's p95 above pgbench's.
  *
  * libpq is not linked: the loop drives psycopg's own connections, so it must
- * call the very libpq psycopg uses. Python finds that library, opens it with
- * ctypes and hands its function addresses to use_libpq(). Linux only (epoll,
- * timerfd); elsewhere, or when this module could not be built, the Python
- * loop runs.
+ * call the very libpq psycopg uses. Python (cloop.py) finds that library,
+ * opens it with ctypes and hands its function addresses to use_libpq().
+ * Linux only (epoll, timerfd); elsewhere, or when this module could not be
+ * built, the Python loop runs.
  *
  * Python code is called once per operation (the next index, its start, its
  * parameters), once per sample of the watcher and once a second for

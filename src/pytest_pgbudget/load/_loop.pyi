@@ -1,4 +1,4 @@
-# The C loop (_loop.c): see engine.c_loop and engine.drive_many.
+# The C loop (_loop.c): see cloop.c_loop and engine.drive_many.
 from collections.abc import Callable, Sequence
 from typing import Any
 

@@ -21,25 +21,18 @@ one mapping per operation; each statement picks the names it uses.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import gc
-import glob
 import heapq
-import importlib.util
 import itertools
 import operator
-import os
 import random
 import re
 import select
-import sys
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, ClassVar
 
 import psycopg
@@ -47,6 +40,7 @@ from psycopg import errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
 from ..errors import LoadError
+from .cloop import C_LOOP, PYTHON_LOOP, address, usable_c_loop
 
 _PLACEHOLDER = re.compile(rb"%(?:\(([^)]*)\))?(.?)")
 _OK = frozenset((pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY))
@@ -443,79 +437,6 @@ class Watcher:
         return True
 
 
-C_LOOP = "C event loop"
-PYTHON_LOOP = "Python event loop"
-LOOP_ENV = "PGBUDGET_LOAD_LOOP"  # "python": never the C loop; "c": the C loop or an error
-
-
-def _libpq_paths() -> list[str]:
-    """Where the libpq that psycopg calls may be, for the implementation it uses."""
-    if pq.__impl__ == "python":
-        from psycopg.pq import _pq_ctypes
-
-        return [_pq_ctypes.pq._name]  # type: ignore[attr-defined]
-    if pq.__impl__ == "binary":  # bundled beside the wheel's package, under a hashed name
-        spec = importlib.util.find_spec("psycopg_binary")
-        if spec is None or spec.origin is None:
-            return []
-        package = os.path.dirname(spec.origin)
-        return sorted(glob.glob(os.path.join(package + ".libs", "libpq*.so*")))
-    from psycopg.pq.misc import find_libpq_full_path
-
-    found = find_libpq_full_path()  # psycopg's C implementation links the system's libpq
-    return [found] if found else []
-
-
-@functools.cache
-def c_loop() -> tuple[ModuleType | None, str]:
-    """The C loop, ready to call psycopg's libpq; or None and why not.
-
-    The loop (``_loop.c``) does not link libpq: it must call the very library
-    psycopg's connections belong to, so that library is found here, opened with
-    ctypes (which gives back the copy already loaded) and its functions handed
-    over. The library must report the version psycopg reports.
-    """
-    try:
-        from . import _loop
-    except ImportError as exc:
-        reason = "Linux only" if not sys.platform.startswith("linux") else "not built"
-        return None, f"the C loop is not installed ({reason}: {exc})"
-    for path in _libpq_paths():
-        try:
-            lib = ctypes.CDLL(path)
-            addresses = {
-                name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-                for name in _loop.LIBPQ_FUNCTIONS
-            }
-            version = _loop.use_libpq(addresses)
-        except (OSError, AttributeError, KeyError, ValueError):
-            continue
-        if version == pq.version():
-            return _loop, ""
-    return None, f"psycopg's libpq ({pq.__impl__} implementation) was not found"
-
-
-def _address(pgconn: pq.abc.PGconn) -> int | None:
-    """The address of libpq's ``PGconn`` under psycopg's wrapper (every implementation has it)."""
-    return pgconn.pgconn_ptr  # type: ignore[attr-defined,no-any-return]
-
-
-def _usable_c_loop(pgconns: Sequence[pq.abc.PGconn]) -> ModuleType | None:
-    """The C loop if it drives these connections, else None (or :class:`LoadError` when
-    ``PGBUDGET_LOAD_LOOP=c`` asked for it)."""
-    asked = os.environ.get(LOOP_ENV, "").lower()
-    if asked == "python":
-        return None
-    loop, why = c_loop()
-    if loop is not None and pgconns:
-        first = pgconns[0]
-        if loop.identify(_address(first)) != (first.socket, first.backend_pid):
-            loop, why = None, "its libpq does not know psycopg's connections"
-    if loop is None and asked == "c":
-        raise LoadError(f"{LOOP_ENV}=c, but the C loop cannot run: {why}")
-    return loop
-
-
 def drive_many(
     pgconns: Sequence[pq.abc.PGconn],
     statements: Sequence[Statement],
@@ -546,7 +467,7 @@ def drive_many(
     The loop runs in C (``_loop.c``) when that was built, else in Python; the
     two behave alike, and the tests run both.
     """
-    loop = _usable_c_loop(pgconns)
+    loop = usable_c_loop(pgconns)
     # The loops allocate a few objects per operation, none of them in cycles: the
     # cyclic collector would only add pauses to the latencies they measure.
     collecting = gc.isenabled()
@@ -569,7 +490,7 @@ def drive_many(
             )
             return PYTHON_LOOP
         got_latencies, got_service, by_sqlstate = loop.drive(
-            [_address(pgconn) for pgconn in pgconns],
+            [address(pgconn) for pgconn in pgconns],
             [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))],
             bind,
             next_index,
