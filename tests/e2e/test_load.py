@@ -214,6 +214,21 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
         assert result.operations in (59, 60)  # the op it was waiting to start goes with it
         assert 0 <= result.latency.p50_ms <= result.latency.max_ms < 1000
 
+    def test_lost_watcher_is_a_clear_error_not_a_quiet_gap(pg_load, pg_db):
+        # the sampler's connection ends mid-run: its lock waits would be missing
+        killer = pg_db.connect(autocommit=True)
+        kill = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query = 'EXECUTE pgbudget_glance'")
+
+        def params(i):
+            if i == 100:
+                assert killer.execute(kill).fetchone() == (True,)
+            return ()
+
+        with pytest.raises(LoadError, match="(?s)watching the load's connections failed: .*terminat"):
+            pg_load("SELECT pg_sleep(0.0005)", params=params, operations=400, concurrency=2)
+        killer.close()
+
     def test_lost_connection_is_counted_and_the_rest_go_on(pg_load):
         result = pg_load(
             "SELECT CASE WHEN %s = 5 THEN pg_terminate_backend(pg_backend_pid()) END",
@@ -223,7 +238,7 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
         assert result.operations >= 99
     """
     _, result = run(project, tests)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:

@@ -414,6 +414,11 @@ class Watcher:
         pgconn = self.pgconn
         try:
             pgconn.consume_input()
+            if self._talk is None:  # between conversations: only the server's goodbye
+                if pgconn.status == pq.ConnStatus.BAD:
+                    said = (pgconn.error_message or b"").decode(errors="replace").strip()
+                    raise psycopg.OperationalError(f"the connection was closed: {said}")
+                return True
             while not pgconn.is_busy():
                 result = pgconn.get_result()
                 if result is not None:
@@ -424,7 +429,6 @@ class Watcher:
                         message = (result.error_message or b"").decode(errors="replace")
                         raise psycopg.DatabaseError(message.strip())
                     continue
-                assert self._talk is not None
                 try:
                     self._send(self._talk.send(self._rows))
                 except StopIteration:
