@@ -229,6 +229,26 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
             pg_load("SELECT pg_sleep(0.0005)", params=params, operations=400, concurrency=2)
         killer.close()
 
+    def test_params_raising_mid_run_stops_the_load_and_closes_it(pg_load, pg_db):
+        import time
+
+        def params(i):
+            if i == 50:
+                raise ValueError(f"bad row {i}")
+            return (i,)
+
+        with pytest.raises(ValueError, match="bad row 50"):
+            pg_load("SELECT %s::int", params=params, operations=400, concurrency=4)
+        # autocommit: a transaction would read pg_stat_activity once and keep that snapshot
+        with pg_db.connect(autocommit=True) as conn:
+            left = ("SELECT application_name, state, query FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND datname = current_database()")
+            for _ in range(50):  # a backend exits just after its client closes
+                if not conn.execute(left).fetchall():
+                    break
+                time.sleep(0.05)
+            assert conn.execute(left).fetchall() == []
+
     def test_lost_connection_is_counted_and_the_rest_go_on(pg_load):
         result = pg_load(
             "SELECT CASE WHEN %s = 5 THEN pg_terminate_backend(pg_backend_pid()) END",
@@ -238,7 +258,7 @@ def test_sql_that_cannot_run_is_a_clear_error(project) -> None:
         assert result.operations >= 99
     """
     _, result = run(project, tests)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_connection_limit_and_small_samples_are_clear_errors(project) -> None:
