@@ -8,7 +8,7 @@ sends the next statement on whichever connection has its result. Per
 statement that is a handful of libpq calls, made from C (``_loop.c``) where
 that was built: on the TPC-B transaction the client needs 1.0-1.3x pgbench's
 CPU (1.4-1.7x with the loop in Python), where psycopg calls from Python need
-9-14x (``benchmarks/README.md``). On a machine with few cores the client's CPU
+7-14x (``benchmarks/README.md``). On a machine with few cores the client's CPU
 is taken from the server it measures, so this matters. A Python callable
 needs a thread (or a process) per connection; that is
 :func:`pytest_pgbudget.load.runner.drive`.
