@@ -32,7 +32,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import psycopg
@@ -146,6 +146,38 @@ class Arrivals:
             starts[i] = int(t)
             t += draw(self.rate) * 1e9
         return starts.__getitem__
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which operations a measuring loop runs, and when.
+
+    ``next_index`` hands out operation numbers, shared by the loops of a run
+    (None: 0, 1, 2... for this loop alone); a loop stops at ``operations``. At
+    a fixed rate (``offset``, from :meth:`Arrivals.offsets`) operation ``i``
+    starts no earlier than ``start_ns + offset(i)``, and its latency counts
+    from then.
+    """
+
+    operations: int
+    start_ns: int
+    offset: Callable[[int], int] | None = None
+    next_index: Callable[[], int] | None = None
+
+
+@dataclass
+class Tally:
+    """What measuring loops record: each operation's latency and service time (ns),
+    and the failed operations by error class."""
+
+    latencies: array[int] = field(default_factory=lambda: array("q"))
+    service: array[int] = field(default_factory=lambda: array("q"))
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def update(self, other: Tally) -> None:
+        self.latencies.extend(other.latencies)
+        self.service.extend(other.service)
+        self.failures.update(other.failures)
 
 
 Dumped = Sequence[bytes | bytearray | memoryview | None]
@@ -445,27 +477,17 @@ def drive_many(
     pgconns: Sequence[pq.abc.PGconn],
     statements: Sequence[Statement],
     bind: Callable[[int], list[Any]],
-    next_index: Callable[[], int] | None,
-    operations: int,
-    start_ns: int,
-    offset: Callable[[int], int] | None,
-    latencies: array[int],
-    service: array[int],
-    failures: Counter[str],
+    schedule: Schedule,
+    tally: Tally,
     progress: Callable[[int], None] | None = None,
     watcher: Watcher | None = None,
 ) -> str:
-    """Run operations on all ``pgconns`` at once until none is left; return which
-    loop ran them (:data:`C_LOOP` or :data:`PYTHON_LOOP`).
+    """Run the ``schedule``'s operations on all ``pgconns`` at once, into ``tally``;
+    return which loop ran them (:data:`C_LOOP` or :data:`PYTHON_LOOP`).
 
-    The statements must be prepared on every connection (:func:`prepare`).
-    ``next_index`` hands out operation numbers (None: 0, 1, 2... here). Timing
-    follows :func:`~pytest_pgbudget.load.runner.drive`: at a fixed rate
-    (``offset``, from :meth:`Arrivals.offsets`) operation ``i`` starts no earlier
-    than ``start_ns + offset(i)`` and its latency counts from then. A failed
-    statement ends its operation (rolled back if it left a transaction open)
-    and is counted in ``failures`` by error class; a lost connection leaves
-    the loop. ``progress(done)`` is called about once a second, and the
+    The statements must be prepared on every connection (:func:`prepare`). A
+    failed statement ends its operation (rolled back if it left a transaction
+    open) and is counted by error class; a lost connection leaves the loop. ``progress(done)`` is called about once a second, and the
     ``watcher``'s conversations are held between operations.
 
     The loop runs in C (``_loop.c``) when that was built, else in Python; the
@@ -481,43 +503,30 @@ def drive_many(
     gc.disable()
     try:
         if loop is None:
-            _drive_python(
-                pgconns,
-                statements,
-                bind,
-                next_index or itertools.count().__next__,
-                operations,
-                start_ns,
-                offset,
-                latencies,
-                service,
-                failures,
-                progress,
-                watcher,
-            )
+            _drive_python(pgconns, statements, bind, schedule, tally, progress, watcher)
             return PYTHON_LOOP
-        got_latencies, got_service, by_sqlstate = loop.drive(
+        latencies, service, by_sqlstate = loop.drive(
             [address(pgconn) for pgconn in pgconns],
             [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))],
             bind,
-            next_index,
-            operations,
-            start_ns,
-            offset,
+            schedule.next_index,
+            schedule.operations,
+            schedule.start_ns,
+            schedule.offset,
             progress,
             watcher,
         )
     finally:
         if collecting:
             gc.enable()
-    latencies.frombytes(got_latencies)
-    service.frombytes(got_service)
+    tally.latencies.frombytes(latencies)
+    tally.service.frombytes(service)
     names: dict[bytes, str] = {}
     for sqlstate, count in by_sqlstate.items():
         if sqlstate is None:  # a lost connection, as psycopg reports it
-            failures[psycopg.OperationalError.__name__] += count
+            tally.failures[psycopg.OperationalError.__name__] += count
         else:
-            failures[_sqlstate_name(sqlstate, names)] += count
+            tally.failures[_sqlstate_name(sqlstate, names)] += count
     return C_LOOP
 
 
@@ -525,17 +534,15 @@ def _drive_python(
     pgconns: Sequence[pq.abc.PGconn],
     statements: Sequence[Statement],
     bind: Callable[[int], list[Any]],
-    next_index: Callable[[], int],
-    operations: int,
-    start_ns: int,
-    offset: Callable[[int], int] | None,
-    latencies: array[int],
-    service: array[int],
-    failures: Counter[str],
-    progress: Callable[[int], None] | None = None,
-    watcher: Watcher | None = None,
+    schedule: Schedule,
+    tally: Tally,
+    progress: Callable[[int], None] | None,
+    watcher: Watcher | None,
 ) -> None:
     """:func:`drive_many` in Python: the reference the C loop (``_loop.c``) follows."""
+    operations, start_ns, offset = schedule.operations, schedule.start_ns, schedule.offset
+    next_index = schedule.next_index or itertools.count().__next__
+    latencies, service, failures = tally.latencies, tally.service, tally.failures
     names = [PREPARED_PREFIX + b"%d" % n for n in range(len(statements))]
     last = len(statements) - 1
     clock = time.monotonic_ns

@@ -24,15 +24,13 @@ import os
 import pickle
 import time
 import traceback
-from array import array
-from collections import Counter
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import psycopg
 
-from .engine import Arrivals, binder, compile_work, drive_many
+from .engine import Arrivals, Schedule, Tally, binder, compile_work, drive_many
 from .runner import connect_for_load, drive
 
 _context: Any = None
@@ -59,9 +57,7 @@ def _child(
     go: Any,
     out: Pipe,
 ) -> None:
-    latencies = array("q")
-    service = array("q")
-    failures: Counter[str] = Counter()
+    tally = Tally()
     crash = ""
     driver = "a process per connection"
     conns: list[psycopg.Connection[Any]] = []
@@ -80,31 +76,17 @@ def _child(
             return i
 
         if callable(work):
-            drive(
-                conns[0],
-                work,
-                shared_index,
-                operations,
-                t0.value,
-                offset,
-                latencies,
-                service,
-                failures,
-            )
+            drive(conns[0], work, Schedule(operations, t0.value, offset, shared_index), tally)
         else:
+            # Loop n of N takes operations n, n + N, n + 2N...: no lock to share, and at a
+            # fixed rate each loop's operations are still in order of their start.
+            mine = Schedule(operations, t0.value, offset, itertools.count(*place).__next__)
             driver = drive_many(
                 [conn.pgconn for conn in conns],
                 statements,
                 binder(statements, params, conns[0]),
-                # Loop n of N takes operations n, n + N, n + 2N...: no lock to share, and
-                # at a fixed rate each loop's operations are still in order of their start.
-                itertools.count(*place).__next__,
-                operations,
-                t0.value,
-                offset,
-                latencies,
-                service,
-                failures,
+                mine,
+                tally,
             )
     except BaseException as exc:  # reported by the parent
         crash = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
@@ -112,7 +94,7 @@ def _child(
     finally:
         for conn in conns:
             conn.close()
-    out.send((latencies.tobytes(), service.tobytes(), dict(failures), crash, driver))
+    out.send((tally, crash, driver))
     out.close()
 
 
@@ -125,9 +107,9 @@ def execute_in_processes(
     concurrency: int,
     arrivals: Arrivals | None,
     start_timeout: float,
-) -> tuple[array[int], array[int], Counter[str], list[str], float, str]:
-    """Run the load; return latencies, service times, failures, crashes, elapsed seconds
-    and what drove it."""
+) -> tuple[Tally, list[str], float, str]:
+    """Run the load; return what it measured, its crashes, elapsed seconds and what
+    drove it."""
     try:
         payload = pickle.dumps((work, params))
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -168,9 +150,7 @@ def execute_in_processes(
         send.close()
         pipes.append(receive)
         children.append(child)
-    latencies: array[int] = array("q")
-    service: array[int] = array("q")
-    failures: Counter[str] = Counter()
+    tally = Tally()
     crashes: list[str] = []
     drivers: set[str] = set()
     try:
@@ -184,13 +164,11 @@ def execute_in_processes(
         go.set()
         for receive in pipes:
             try:
-                lat, serv, fails, crash, driver = receive.recv()
+                theirs, crash, driver = receive.recv()
             except EOFError:
                 crashes.append("a load process died without reporting")
                 continue
-            latencies.frombytes(lat)
-            service.frombytes(serv)
-            failures.update(fails)
+            tally.update(theirs)
             drivers.add(driver)
             if crash:
                 crashes.append(crash)
@@ -202,4 +180,4 @@ def execute_in_processes(
             if child.is_alive():
                 child.kill()
     each = f", {' or '.join(sorted(drivers))} each" if not callable(work) else ""
-    return latencies, service, failures, crashes, elapsed, f"{loops} processes{each}"
+    return tally, crashes, elapsed, f"{loops} processes{each}"

@@ -34,7 +34,6 @@ import random
 import threading
 import time
 from array import array
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,7 +43,17 @@ import psycopg
 from psycopg import errors
 
 from ..errors import LoadError as LoadError
-from .engine import Arrivals, Statement, Watcher, binder, compile_work, drive_many, prepare
+from .engine import (
+    Arrivals,
+    Schedule,
+    Statement,
+    Tally,
+    Watcher,
+    binder,
+    compile_work,
+    drive_many,
+    prepare,
+)
 from .engine import Params as Params
 from .watch import LOAD_APPLICATION as LOAD_APPLICATION
 from .watch import ObservedWait as ObservedWait
@@ -261,21 +270,18 @@ class LoadResult:
 def drive(
     conn: psycopg.Connection[Any],
     operation: Callable[[psycopg.Connection[Any], int], object],
-    next_index: Callable[[], int],
-    operations: int,
-    start_ns: int,
-    offset: Callable[[int], int] | None,
-    latencies: array[int],
-    service: array[int],
-    failures: Counter[str],
+    schedule: Schedule,
+    tally: Tally,
 ) -> None:
     """The measuring loop of one connection, in a thread or a process of its own.
 
-    Runs operations until none is left. At a fixed rate (``offset``: operation
-    number -> nanoseconds after ``start_ns``), operation ``i`` waits for its
-    intended start and its latency counts from there; service time counts
-    from when it really began.
+    Runs the ``schedule``'s operations until none is left. At a fixed rate an
+    operation waits for its intended start and its latency counts from there;
+    service time counts from when it really began.
     """
+    next_index = schedule.next_index or itertools.count().__next__
+    operations, start_ns, offset = schedule.operations, schedule.start_ns, schedule.offset
+    latencies, service, failures = tally.latencies, tally.service, tally.failures
     intended = 0
     while (i := next_index()) < operations:
         if offset is not None:
@@ -378,15 +384,9 @@ class _Run:
     def offsets(self) -> Callable[[int], int] | None:
         return self.arrivals.offsets(self.operations) if self.arrivals else None
 
-    def result(
-        self,
-        latencies: Sequence[int],
-        service: Sequence[int],
-        failures: Counter[str],
-        elapsed: float,
-        driver: str,
-    ) -> LoadResult:
+    def result(self, tally: Tally, elapsed: float, driver: str) -> LoadResult:
         sampler, arrivals = self.sampler, self.arrivals
+        latencies, failures = tally.latencies, tally.failures
         if sampler.error is not None:
             raise LoadError(
                 f"watching the load's connections failed: {sampler.error}"
@@ -401,7 +401,7 @@ class _Run:
             duration_s=elapsed,
             throughput=completed / elapsed if elapsed > 0 else 0.0,
             latency=Latency.of(latencies),
-            service=Latency.of(service),
+            service=Latency.of(tally.service),
             errors=sum(failures.values()),
             error_types=dict(failures),
             deadlocks=failures.get(errors.DeadlockDetected.__name__, 0),
@@ -428,9 +428,7 @@ def _run_threads(run: _Run, work: Callable[[psycopg.Connection[Any], int], objec
         timeout=60,
     )
     pool.open(wait=True, timeout=60)
-    latencies = array("q")
-    service = array("q")
-    failures: Counter[str] = Counter()
+    tally = Tally()
     counter = itertools.count()
     lock = threading.Lock()
     t0 = 0
@@ -441,24 +439,12 @@ def _run_threads(run: _Run, work: Callable[[psycopg.Connection[Any], int], objec
     crashes: list[BaseException] = []
 
     def worker() -> None:
-        mine_latency = array("q")
-        mine_service = array("q")
-        progress_arrays.append(mine_latency)
-        mine_failures: Counter[str] = Counter()
+        mine = Tally()
+        progress_arrays.append(mine.latencies)
         try:
             with pool.connection() as conn:
                 start_barrier.wait(timeout=_START_TIMEOUT)
-                drive(
-                    conn,
-                    work,
-                    lambda: next(counter),
-                    operations,
-                    t0,
-                    offset,
-                    mine_latency,
-                    mine_service,
-                    mine_failures,
-                )
+                drive(conn, work, Schedule(operations, t0, offset, counter.__next__), mine)
         except threading.BrokenBarrierError:
             pass  # another worker could not start; it reports why
         except BaseException as exc:  # the work itself is broken: report it after the run
@@ -466,9 +452,7 @@ def _run_threads(run: _Run, work: Callable[[psycopg.Connection[Any], int], objec
             start_barrier.abort()
         finally:
             with lock:
-                latencies.extend(mine_latency)
-                service.extend(mine_service)
-                failures.update(mine_failures)
+                tally.update(mine)
 
     sampler = run.sampler
     start_barrier = threading.Barrier(concurrency + 1)
@@ -500,7 +484,7 @@ def _run_threads(run: _Run, work: Callable[[psycopg.Connection[Any], int], objec
             f"the load's work raised {type(first).__name__}: {first} "
             f"({len(crashes)} of {concurrency} workers stopped)"
         ) from first
-    return run.result(latencies, service, failures, elapsed, f"{concurrency} threads")
+    return run.result(tally, elapsed, f"{concurrency} threads")
 
 
 def _quiet(conn: psycopg.Connection[Any]) -> None:
@@ -541,9 +525,7 @@ def _run_statements(run: _Run, statements: Sequence[Statement], params: Params) 
             raise LoadError(f"the load's connections could not start: {failed}") from failed
         sampler = run.sampler
         watcher = Watcher(sampler.conn, int(sampler.interval * 1e9), sampler.sample)
-        latencies = array("q")
-        service = array("q")
-        failures: Counter[str] = Counter()
+        tally = Tally()
         started = time.perf_counter()
         report = None
         if run.progress is not None:
@@ -553,13 +535,8 @@ def _run_statements(run: _Run, statements: Sequence[Statement], params: Params) 
             [conn.pgconn for conn in conns],
             statements,
             binder(statements, params, conns[0]),
-            None,
-            run.operations,
-            time.monotonic_ns(),
-            run.offsets(),
-            latencies,
-            service,
-            failures,
+            Schedule(run.operations, time.monotonic_ns(), run.offsets()),
+            tally,
             report,
             watcher,
         )
@@ -568,7 +545,7 @@ def _run_statements(run: _Run, statements: Sequence[Statement], params: Params) 
     finally:
         for conn in conns:
             conn.close()
-    return run.result(latencies, service, failures, elapsed, driver)
+    return run.result(tally, elapsed, driver)
 
 
 def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
@@ -576,7 +553,7 @@ def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
 
     sampler_thread = run.sampler.start_thread()
     try:
-        latencies, service, failures, crashes, elapsed, driver = execute_in_processes(
+        tally, crashes, elapsed, driver = execute_in_processes(
             run.dsn,
             work,
             params,
@@ -592,4 +569,4 @@ def _run_in_processes(run: _Run, work: Work, params: Params) -> LoadResult:
         raise LoadError(
             f"the load's work failed in {len(crashes)} of {run.concurrency} processes: {crashes[0]}"
         )
-    return run.result(latencies, service, failures, elapsed, driver)
+    return run.result(tally, elapsed, driver)
