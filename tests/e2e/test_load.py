@@ -23,15 +23,32 @@ pytestmark = pytest.mark.usefixtures("load_loop")
 INI = "pgbudget_schema = schema.sql\npgbudget_health_lock_wait_ms = 0\n"
 
 
+# What several tests share, as a module of each project: ``from scripts import TRANSFER``.
+SCRIPTS = """\
+import os
+
+TRANSFER = [
+    "BEGIN",
+    "UPDATE accounts SET balance = balance - %(amount)s WHERE id = %(src)s",
+    "UPDATE accounts SET balance = balance + %(amount)s WHERE id = %(dst)s",
+    "COMMIT",
+]
+
+
+def loop_in_use():  # the loop this run of the suite asked for (the load_loop fixture)
+    return {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+"""
+
+
 def run(project, tests: str, *args: str):
-    pytester = project(INI, schema_sql=SCHEMA, test_load_py=tests)
+    pytester = project(INI, schema_sql=SCHEMA, test_load_py=tests, scripts_py=SCRIPTS)
     return pytester, pytester.runpytest_subprocess("-p", "no:randomly", *args)
 
 
 def test_passing_load_budget_and_result_figures(project) -> None:
     tests = """\
-    import os
     from pytest_pgbudget import pgbudget
+    from scripts import loop_in_use
 
     @pgbudget(load_p95_ms=500, max_errors=0, min_throughput=10)
     def test_updates(pg_load, pg_conn):
@@ -39,7 +56,7 @@ def test_passing_load_budget_and_result_figures(project) -> None:
             "UPDATE counters SET n = n + 1 WHERE id = %s",
             params=lambda i: (i % 1000 + 1,), operations=2000, concurrency=8,
         )
-        loop = {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+        loop = loop_in_use()
         assert result.driver == loop and f"({loop})" in result.describe()
         result.assert_budget(p95_ms=500, p99_ms=1000, max_errors=0, max_lock_wait_ms=1000)
         assert result.operations == 2000 and result.errors == 0
@@ -160,12 +177,7 @@ def test_errors_are_counted(project) -> None:
 
 def test_a_script_is_one_transaction_and_a_failed_one_rolls_back(project) -> None:
     tests = """\
-    TRANSFER = [
-        "BEGIN",
-        "UPDATE accounts SET balance = balance - %(amount)s WHERE id = %(src)s",
-        "UPDATE accounts SET balance = balance + %(amount)s WHERE id = %(dst)s",
-        "COMMIT",
-    ]
+    from scripts import TRANSFER
 
     def transfer(i):
         # every 7th transfer overdraws its account: the CHECK fails on the first UPDATE
@@ -308,6 +320,7 @@ def test_one_process_per_connection(project) -> None:
     tests = """\
     import os
     import pytest
+    from scripts import loop_in_use
 
     def account(i):
         return (i % 1000 + 1,)
@@ -322,7 +335,7 @@ def test_one_process_per_connection(project) -> None:
         result = pg_load("UPDATE counters SET n = n + 1 WHERE id = %s", params=account,
                          operations=1000, concurrency=4, processes=True)
         assert result.operations == 1000 and result.errors == 0
-        loop = {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+        loop = loop_in_use()
         assert result.driver == f"{min(4, os.cpu_count())} processes, {loop} each"
         result = pg_load(bump, operations=1000, concurrency=4, processes=True)
         assert result.operations == 1000 and result.errors == 0 and result.peak_connections == 4
@@ -346,13 +359,7 @@ def test_one_process_per_connection(project) -> None:
 ON_EVERY_BACKEND = """\
 import threading
 from pytest_pgbudget import pgbudget
-
-TRANSFER = [
-    "BEGIN",
-    "UPDATE accounts SET balance = balance - %(amount)s WHERE id = %(src)s",
-    "UPDATE accounts SET balance = balance + %(amount)s WHERE id = %(dst)s",
-    "COMMIT",
-]
+from scripts import TRANSFER
 
 def transfer(i):
     return {"src": i % 10, "dst": (i + 1) % 10, "amount": 1}
@@ -384,7 +391,9 @@ def test_lock_wait_names_the_blocker(pg_load, pg_db):
 
 def _on_every_backend(project, backend: str, ini: str = "") -> None:
     ini = f"pgbudget_backend = {backend}\n{ini}"
-    pytester = project(INI + ini, schema_sql=SCHEMA, test_load_py=ON_EVERY_BACKEND)
+    pytester = project(
+        INI + ini, schema_sql=SCHEMA, test_load_py=ON_EVERY_BACKEND, scripts_py=SCRIPTS
+    )
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-s")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
@@ -413,17 +422,16 @@ def test_psycopg_pure_python_implementation(project, load_loop: str, monkeypatch
         pytest.skip("no system libpq for psycopg's pure Python implementation")
     monkeypatch.setenv("PSYCOPG_IMPL", "python")
     tests = """\
-    import os
     import psycopg
+    from scripts import TRANSFER, loop_in_use
 
     def test_transfers(pg_load, pg_conn):
         assert psycopg.pq.__impl__ == "python"
         result = pg_load(
-            ["BEGIN", "UPDATE accounts SET balance = balance - 1 WHERE id = %(a)s",
-             "UPDATE accounts SET balance = balance + 1 WHERE id = %(b)s", "COMMIT"],
-            params=lambda i: {"a": i % 10, "b": (i + 3) % 10}, operations=300, concurrency=3,
+            TRANSFER, params=lambda i: {"src": i % 10, "dst": (i + 3) % 10, "amount": 1},
+            operations=300, concurrency=3,
         )
-        loop = {"c": "C event loop", "python": "Python event loop"}[os.environ["PGBUDGET_LOAD_LOOP"]]
+        loop = loop_in_use()
         assert result.driver == loop and result.operations == 300 and result.errors == 0
         assert pg_conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == 1000
     """
