@@ -104,6 +104,7 @@ def load_runs() -> list[dict[str, Any]]:
         peak_connections=8,
         label="counter updates <hot>",
         arrivals="poisson",
+        driver="C event loop",
     )
     closed = LoadResult(
         operations=1000,
@@ -543,6 +544,7 @@ def test_load_runs_are_shown(page_html: str, page: Page) -> None:
     assert "400/s, Poisson" in rated and "UniqueViolation 3" in rated and "(peak 8)" in rated
     assert " 0.399 " in rated and " 0.579 " in rated  # p50 and p95 (nearest rank) of 0.2-0.6 ms
     assert "closed loop" in closed and "2,000" in closed
+    assert "(C event loop)" in rated and "event loop" not in closed  # the run that says so
     assert "longest lock wait blocked by:" in section
     assert "/* &lt;nightly&gt; */" in section
     assert "2 load runs" in page_html

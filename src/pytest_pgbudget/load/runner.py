@@ -344,7 +344,7 @@ def run_load(
         raise LoadError(f"arrivals must be 'uniform' or 'poisson'; got {arrivals!r}")
     if arrivals != "uniform" and rate is None:
         raise LoadError(f"arrivals={arrivals!r} spaces a fixed-rate load: give a rate as well")
-    schedule = Arrivals(rate, arrivals, random.randrange(1 << 32)) if rate else None
+    fixed_rate = Arrivals(rate, arrivals, random.randrange(1 << 32)) if rate else None
     statements = None if callable(work) else compile_work(work)
 
     # The sampler's connection is the load's first: it checks there is room for the rest.
@@ -358,7 +358,7 @@ def run_load(
                 "concurrency or raise max_connections "
                 "(pgbudget_settings = max_connections = 300)."
             )
-        run = _Run(dsn, operations, concurrency, schedule, label, progress, sampler)
+        run = _Run(dsn, operations, concurrency, fixed_rate, label, progress, sampler)
         if processes:
             return _run_in_processes(run, work, params)
         if statements is not None:

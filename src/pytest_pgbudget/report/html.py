@@ -688,7 +688,8 @@ _LOAD_COLUMNS: Final = (
 
 
 def _load_section(runs: Sequence[Mapping[str, Any]]) -> str:
-    """The test's ``pg_load`` runs: one row each, with the worst lock wait's blocker."""
+    """The test's ``pg_load`` runs: one row each (with what drove it), and the worst lock
+    wait's blocker."""
     head = "".join(
         f'<th class="{"" if i == 0 else "num"}">{_e(name)}</th>'
         for i, name in enumerate(_LOAD_COLUMNS)
@@ -709,8 +710,11 @@ def _load_section(runs: Sequence[Mapping[str, Any]]) -> str:
         )
         wait = _num(run.get("max_lock_wait_ms"))
         throughput = _num(run.get("throughput"))
+        driver = run.get("driver")
         cells = [
-            f'<td class="name">{_e(run.get("label") or "load")}</td>',
+            f'<td class="name">{_e(run.get("label") or "load")}'
+            + (f' <span class="muted">({_e(driver)})</span>' if driver else "")
+            + "</td>",
             f'<td class="num">{_count(run.get("operations"))}</td>',
             f'<td class="num">{_count(run.get("concurrency"))}'
             f' <span class="muted">(peak {_count(run.get("peak_connections"))})</span></td>',
